@@ -1,0 +1,10 @@
+//! dynrefer: DynRefer (CVPR 2025) region description, natively and in the browser.
+//!
+//! The pipeline starts with [`photo::decode_photo`] (bytes → upright RGB) and
+//! [`views::build_views`] (region → the nested views the model sees).
+
+pub mod photo;
+pub mod views;
+
+#[cfg(feature = "web")]
+pub mod web;
