@@ -1,0 +1,5 @@
+//! The browser entry point, built by trunk for wasm32.
+
+fn main() {
+    dynrefer::web::start();
+}

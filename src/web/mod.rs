@@ -1,0 +1,303 @@
+//! The browser app (wasm only). For now it shows DynRefer's nested views of the region a person
+//! drags on their photo, computed in the page; the model arrives with the model bundle.
+
+mod backend;
+
+use std::sync::Arc;
+
+use image::RgbImage;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::photo::{DEFAULT_MAX_PIXELS, decode_photo};
+use crate::views::{RegionBox, ViewOptions, Views, build_views};
+
+/// Mounts the app on the page's body.
+pub fn start() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(App);
+}
+
+/// A photo the person opened: its pixels (upright) and an object URL the page shows it from.
+#[derive(Clone)]
+struct Photo {
+    image: Arc<RgbImage>,
+    url: String,
+}
+
+/// One selected view, ready to show.
+#[derive(Clone)]
+struct Thumb {
+    url: String,
+    ratio: f64,
+    /// The region inside the view, in percent of its side: left, top, width, height.
+    region_pct: [f64; 4],
+}
+
+fn now_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+}
+
+fn revoke(url: &str) {
+    let _ = web_sys::Url::revoke_object_url(url);
+}
+
+fn png_url(rgb: &[u8], size: u32) -> Result<String, String> {
+    let mut png = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut png),
+        rgb,
+        size,
+        size,
+        image::ExtendedColorType::Rgb8,
+    )
+    .map_err(|e| e.to_string())?;
+    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(png.as_slice()));
+    let opts = web_sys::BlobPropertyBag::new();
+    opts.set_type("image/png");
+    let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &opts).map_err(|e| format!("{e:?}"))?;
+    web_sys::Url::create_object_url_with_blob(&blob).map_err(|e| format!("{e:?}"))
+}
+
+fn thumbs(views: &Views) -> Result<Vec<Thumb>, String> {
+    let s = f64::from(views.size);
+    views
+        .views
+        .iter()
+        .map(|v| {
+            let [x1, y1, x2, y2] = v.region_box.map(f64::from);
+            let region_pct = [x1 / s * 100.0, y1 / s * 100.0, (x2 - x1) / s * 100.0, (y2 - y1) / s * 100.0];
+            Ok(Thumb { url: png_url(&v.rgb, views.size)?, ratio: v.ratio, region_pct })
+        })
+        .collect()
+}
+
+async fn read_file(file: &web_sys::File) -> Result<Vec<u8>, String> {
+    let buffer = JsFuture::from(file.array_buffer()).await.map_err(|_| "the browser could not read the file".to_string())?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+fn format_box(b: [f64; 4]) -> String {
+    b.map(|v| format!("{}", (v * 10.0).round() / 10.0)).join(",")
+}
+
+#[component]
+fn App() -> impl IntoView {
+    let status = RwSignal::new("loading".to_string());
+    let backend = RwSignal::new(String::new());
+    let photo = RwSignal::new(None::<Photo>);
+    let region = RwSignal::new(None::<[f64; 4]>);
+    let box_text = RwSignal::new(String::new());
+    let num_views = RwSignal::new(3usize);
+    let views = RwSignal::new(Vec::<Thumb>::new());
+    let result = RwSignal::new(String::new());
+    let timing = RwSignal::new(String::new());
+    let drag_from = RwSignal::new(None::<[f64; 2]>);
+    let stage = NodeRef::<leptos::html::Div>::new();
+
+    spawn_local(async move {
+        let (kind, _device) = backend::detect().await;
+        backend.set(kind.to_string());
+        status.set("ready".into());
+    });
+
+    let clear_views = move || {
+        views.update(|v| v.drain(..).for_each(|t| revoke(&t.url)));
+    };
+
+    let run_views = move |b: [f64; 4]| {
+        let Some(p) = photo.get_untracked() else {
+            status.set("error: open a photo first".into());
+            return;
+        };
+        status.set("running".into());
+        let t0 = now_ms();
+        let opts = ViewOptions { num_views: num_views.get_untracked(), ..ViewOptions::default() };
+        match build_views(&p.image, RegionBox(b), &opts).map_err(|e| e.to_string()).and_then(|v| {
+            let json = serde_json::to_string(&v).map_err(|e| e.to_string())?;
+            Ok((thumbs(&v)?, json))
+        }) {
+            Ok((t, json)) => {
+                clear_views();
+                views.set(t);
+                result.set(json);
+                timing.set(format!("views in {:.0} ms", now_ms() - t0));
+                status.set("done".into());
+            }
+            Err(e) => status.set(format!("error: {e}")),
+        }
+    };
+
+    let set_region = move |b: [f64; 4]| {
+        region.set(Some(b));
+        box_text.set(format_box(b));
+    };
+
+    let on_file = move |ev: leptos::ev::Event| {
+        let input: web_sys::HtmlInputElement = ev.target().unwrap().unchecked_into();
+        let Some(file) = input.files().and_then(|f| f.get(0)) else { return };
+        status.set("running".into());
+        spawn_local(async move {
+            let name = file.name();
+            let decoded = match read_file(&file).await {
+                Ok(bytes) => decode_photo(&bytes, DEFAULT_MAX_PIXELS).map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            match (decoded, web_sys::Url::create_object_url_with_blob(&file)) {
+                (Ok(image), Ok(url)) => {
+                    if let Some(old) = photo.get_untracked() {
+                        revoke(&old.url);
+                    }
+                    clear_views();
+                    region.set(None);
+                    box_text.set(String::new());
+                    result.set(String::new());
+                    photo.set(Some(Photo { image: Arc::new(image), url }));
+                    status.set("ready".into());
+                }
+                (Err(e), _) => status.set(format!("error: {name}: {e}")),
+                (_, Err(_)) => status.set(format!("error: {name}: the browser cannot show this file")),
+            }
+        });
+    };
+
+    // Pointer position in image pixels, clamped to the image.
+    let to_image = move |ev: &leptos::ev::PointerEvent| -> Option<[f64; 2]> {
+        let (el, p) = (stage.get_untracked()?, photo.get_untracked()?);
+        let r = el.get_bounding_client_rect();
+        let (w, h) = (f64::from(p.image.width()), f64::from(p.image.height()));
+        let x = ((f64::from(ev.client_x()) - r.left()) / r.width() * w).clamp(0.0, w);
+        let y = ((f64::from(ev.client_y()) - r.top()) / r.height() * h).clamp(0.0, h);
+        Some([x, y])
+    };
+    let drag_box = move |a: [f64; 2], b: [f64; 2]| [a[0].min(b[0]), a[1].min(b[1]), a[0].max(b[0]), a[1].max(b[1])];
+
+    let on_down = move |ev: leptos::ev::PointerEvent| {
+        let Some(at) = to_image(&ev) else { return };
+        ev.prevent_default();
+        if let Some(el) = stage.get_untracked() {
+            let _ = el.set_pointer_capture(ev.pointer_id());
+        }
+        drag_from.set(Some(at));
+        set_region(drag_box(at, at));
+    };
+    let on_move = move |ev: leptos::ev::PointerEvent| {
+        if let (Some(from), Some(at)) = (drag_from.get_untracked(), to_image(&ev)) {
+            set_region(drag_box(from, at));
+        }
+    };
+    let on_up = move |ev: leptos::ev::PointerEvent| {
+        let (Some(from), Some(at)) = (drag_from.get_untracked(), to_image(&ev)) else { return };
+        drag_from.set(None);
+        let b = drag_box(from, at);
+        set_region(b);
+        if b[2] - b[0] > 0.0 && b[3] - b[1] > 0.0 {
+            run_views(b);
+        }
+    };
+
+    let on_box_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        match box_text.get_untracked().parse::<RegionBox>() {
+            Ok(b) => {
+                region.set(Some(b.0));
+                run_views(b.0);
+            }
+            Err(e) => status.set(format!("error: box: {e}")),
+        }
+    };
+
+    let overlay_style = move || {
+        let (Some(b), Some(p)) = (region.get(), photo.get()) else { return "display:none".to_string() };
+        let (w, h) = (f64::from(p.image.width()), f64::from(p.image.height()));
+        format!(
+            "left:{}%;top:{}%;width:{}%;height:{}%",
+            b[0] / w * 100.0,
+            b[1] / h * 100.0,
+            (b[2] - b[0]) / w * 100.0,
+            (b[3] - b[1]) / h * 100.0
+        )
+    };
+
+    view! {
+        <header>
+            <h1>"DynRefer"</h1>
+            <p class="tagline">"Describe any region of a photo, entirely in your browser. Nothing is uploaded."</p>
+        </header>
+        <section class="bar">
+            <label class="file">
+                "Open a photo "
+                <input data-role="image-input" type="file" accept="image/*" on:change=on_file />
+            </label>
+            <form on:submit=on_box_submit>
+                <label>
+                    "Box (x1,y1,x2,y2) "
+                    <input
+                        class="box-text"
+                        type="text"
+                        placeholder="drag on the photo"
+                        prop:value=move || box_text.get()
+                        on:input=move |ev| box_text.set(event_target_value(&ev))
+                    />
+                </label>
+                <label>
+                    " Views "
+                    <select on:change=move |ev| num_views.set(event_target_value(&ev).parse().unwrap_or(3))>
+                        {(1..=5).map(|n| view! { <option value=n selected=n == 3>{n}</option> }).collect_view()}
+                    </select>
+                </label>
+                <button type="submit">"Show views"</button>
+            </form>
+        </section>
+        <p class="meta">
+            "Status: " <span data-role="status">{move || status.get()}</span>
+            " · Compute: " <span data-role="backend">{move || backend.get()}</span>
+            " · Model: " <span data-role="model">"none yet (this build shows the views)"</span>
+            " " <span class="timing">{move || timing.get()}</span>
+        </p>
+        <main>
+            <div
+                class="stage"
+                data-role="stage"
+                node_ref=stage
+                on:pointerdown=on_down
+                on:pointermove=on_move
+                on:pointerup=on_up
+            >
+                {move || match photo.get() {
+                    Some(p) => view! { <img src=p.url alt="your photo" draggable="false" /> }.into_any(),
+                    None => view! { <p class="empty">"Open a photo, then drag a box around a region."</p> }.into_any(),
+                }}
+                <div class="region" style=overlay_style></div>
+            </div>
+            <section class="views">
+                <h2>"Views the model sees"</h2>
+                <div class="thumbs">
+                    {move || {
+                        views
+                            .get()
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, t)| {
+                                let [l, tp, w, h] = t.region_pct;
+                                let label = if i == 0 { "region".to_string() } else { format!("context {:.0}%", t.ratio * 100.0) };
+                                view! {
+                                    <figure data-role="view">
+                                        <div class="thumb">
+                                            <img src=t.url alt=label.clone() />
+                                            <div class="region" style=format!("left:{l}%;top:{tp}%;width:{w}%;height:{h}%")></div>
+                                        </div>
+                                        <figcaption>{label}</figcaption>
+                                    </figure>
+                                }
+                            })
+                            .collect_view()
+                    }}
+                </div>
+            </section>
+        </main>
+        <pre data-role="result" hidden>{move || result.get()}</pre>
+    }
+}

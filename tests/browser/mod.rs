@@ -1,0 +1,256 @@
+//! What the browser tests need, without a web framework: a static file server for the built site,
+//! a W3C WebDriver client over plain HTTP, and Debian's chromedriver + headless Chromium.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// Serves a folder on 127.0.0.1.
+pub struct StaticServer {
+    pub port: u16,
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript",
+        Some("wasm") => "application/wasm",
+        Some("css") => "text/css",
+        Some("png") => "image/png",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+fn serve_one(mut stream: TcpStream, root: &Path) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header == "\r\n" {
+            break;
+        }
+    }
+    let target = line.split_whitespace().nth(1).unwrap_or("/");
+    let path = target.split('?').next().unwrap_or("/").trim_start_matches('/');
+    let file = root.join(if path.is_empty() { "index.html" } else { path });
+    let (status, body, kind) = match file.canonicalize() {
+        Ok(f) if f.starts_with(root) && f.is_file() => ("200 OK", std::fs::read(&f)?, content_type(&f)),
+        _ => ("404 Not Found", b"not found".to_vec(), "text/plain"),
+    };
+    write!(stream, "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+    stream.write_all(&body)
+}
+
+impl StaticServer {
+    pub fn start(root: &Path) -> StaticServer {
+        let root = root.canonicalize().expect("the site folder exists");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let root = root.clone();
+                std::thread::spawn(move || serve_one(stream, &root));
+            }
+        });
+        StaticServer { port }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("chromedriver answers");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // chromedriver keeps the connection open: read exactly Content-Length bytes.
+    let mut reader = BufReader::new(s);
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).unwrap();
+        if header.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = header.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).unwrap();
+    serde_json::from_slice(&body).unwrap_or(Value::Null)
+}
+
+/// A headless Chromium driven through chromedriver.
+pub struct Browser {
+    driver: Child,
+    port: u16,
+    session: String,
+    _profile: TempDir,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn chromedriver_path() -> Option<PathBuf> {
+    let p = PathBuf::from(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into()));
+    p.exists().then_some(p)
+}
+
+impl Browser {
+    /// Starts Chromium headless; `webgpu` exposes its software WebGPU adapter (SwiftShader).
+    pub fn start(webgpu: bool) -> Browser {
+        let port = free_port();
+        let driver = Command::new(chromedriver_path().expect("chromedriver is installed (tools/ensure-tools.sh)"))
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let t0 = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(20), "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = TempDir(std::env::temp_dir().join(format!("dynrefer-chromium-{port}")));
+        let mut args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--no-first-run".into(),
+            "--disable-quic".into(),
+            "--window-size=1280,900".into(),
+            format!("--user-data-dir={}", profile.0.display()),
+        ];
+        if webgpu {
+            args.push("--enable-unsafe-webgpu".into());
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()), "args": args}
+        }}});
+        let r = http(port, "POST", "/session", Some(&caps));
+        let session = r["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {r}")).to_string();
+        Browser { driver, port, session, _profile: profile }
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let r = http(self.port, method, &format!("/session/{}{path}", self.session), body.as_ref());
+        if let Some(err) = r["value"]["error"].as_str() {
+            panic!("webdriver {path}: {err}: {}", r["value"]["message"]);
+        }
+        r["value"].clone()
+    }
+
+    pub fn goto(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({"url": url})));
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`) and returns its value.
+    pub fn js(&self, script: &str, args: Value) -> Value {
+        self.cmd("POST", "/execute/sync", Some(json!({"script": script, "args": args})))
+    }
+
+    /// The text of the first element with `data-role=role`, or None.
+    pub fn role_text(&self, role: &str) -> Option<String> {
+        self.js("const e = document.querySelector(`[data-role=\"${arguments[0]}\"]`); return e ? e.textContent : null;", json!([role]))
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    /// Waits until `[data-role=status]` satisfies `done`; returns its text.
+    pub fn wait_status(&self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+        let t0 = Instant::now();
+        loop {
+            let s = self.role_text("status").unwrap_or_default();
+            if done(&s) {
+                return s;
+            }
+            assert!(t0.elapsed() < timeout, "waited {timeout:?} for {what}; status is {s:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Puts a local file into the `<input type=file>` matched by `css`.
+    pub fn upload(&self, css: &str, file: &Path) {
+        let el = self.cmd("POST", "/element", Some(json!({"using": "css selector", "value": css})));
+        let id = el.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("element found").to_string();
+        self.cmd("POST", &format!("/element/{id}/value"), Some(json!({"text": file.display().to_string()})));
+    }
+
+    /// Drags the mouse from one viewport point to another.
+    pub fn drag(&self, from: [f64; 2], to: [f64; 2]) {
+        let mv = |p: [f64; 2], ms: u64| json!({"type": "pointerMove", "duration": ms, "x": p[0].round() as i64, "y": p[1].round() as i64});
+        let actions = json!({"actions": [{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"}, "actions": [
+            mv(from, 0), {"type": "pointerDown", "button": 0}, mv([(from[0] + to[0]) / 2.0, (from[1] + to[1]) / 2.0], 100),
+            mv(to, 100), {"type": "pointerUp", "button": 0}
+        ]}]});
+        self.cmd("POST", "/actions", Some(actions));
+    }
+
+    /// Types text into the element matched by `css`, after clearing it.
+    pub fn type_into(&self, css: &str, text: &str) {
+        let el = self.cmd("POST", "/element", Some(json!({"using": "css selector", "value": css})));
+        let id = el.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("element found").to_string();
+        self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})));
+        self.cmd("POST", &format!("/element/{id}/value"), Some(json!({"text": text})));
+    }
+
+    pub fn screenshot(&self, path: &Path) {
+        let b64 = self.cmd("GET", "/screenshot", None);
+        let png = base64_decode(b64.as_str().unwrap_or_default());
+        std::fs::write(path, png).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        http(self.port, "DELETE", &format!("/session/{}", self.session), None);
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()).map(val).collect();
+    bytes
+        .chunks(4)
+        .flat_map(|c| {
+            let n = c.iter().enumerate().fold(0u32, |n, (i, v)| n | u32::from(*v) << (18 - 6 * i));
+            let out = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+            out.into_iter().take(c.len() - 1)
+        })
+        .collect()
+}
