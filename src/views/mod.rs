@@ -105,6 +105,22 @@ fn normalize_into(rgb: &[u8], dst: &mut [f32]) {
     }
 }
 
+/// Maps `f` over `items` on every core natively; in order on wasm32, which has no threads here.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len());
+        if threads > 1 {
+            let chunk = items.len().div_ceil(threads);
+            return std::thread::scope(|s| {
+                let workers: Vec<_> = items.chunks(chunk).map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>())).collect();
+                workers.into_iter().flat_map(|w| w.join().expect("a views worker panicked")).collect()
+            });
+        }
+    }
+    items.iter().map(f).collect()
+}
+
 /// The views chosen for `region` (view 0 = the region), as float boxes with their ratios.
 fn select(img: &RgbImage, region: RegionBox, opts: &ViewOptions) -> Result<Vec<([f32; 4], f64)>, ViewsError> {
     let (w, h) = img.dimensions();
@@ -121,13 +137,10 @@ fn select(img: &RgbImage, region: RegionBox, opts: &ViewOptions) -> Result<Vec<(
         })
         .collect();
     // Candidates contain the region, so their integer boxes are never empty.
-    let mut score: Vec<f64> = candidates
-        .iter()
-        .map(|(c, r)| {
-            let hash = phash::phash(img, trunc(*c)).expect("a candidate contains the region");
-            f64::from(region_hash.hamming(hash)) / r
-        })
-        .collect();
+    let mut score: Vec<f64> = par_map(&candidates, |(c, r)| {
+        let hash = phash::phash(img, trunc(*c)).expect("a candidate contains the region");
+        f64::from(region_hash.hamming(hash)) / r
+    });
     let mut taken = Vec::new();
     for _ in 1..opts.num_views {
         // First maximum; once every score is zero this is candidate 0 again, as in the official code.
@@ -153,25 +166,30 @@ pub fn build_views(img: &RgbImage, region: RegionBox, opts: &ViewOptions) -> Res
     let region = region.validate(w, h)?;
     let chosen = select(img, region, opts)?;
     let target = clip_trunc(chosen[0].0, w, h);
-    let size = opts.size as usize;
-    let views = chosen
+    let crop_boxes: Vec<[i64; 4]> = chosen.iter().map(|&(b, _)| clip_trunc(b, w, h)).collect();
+    // Views repeat (a whole-image box takes candidate 0.1 twice): resize each crop once.
+    let mut unique = crop_boxes.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    let resized = par_map(&unique, |crop| {
+        let [x1, y1, x2, y2] = crop.map(|v| v as usize);
+        let src = RgbView {
+            data: img.as_raw(),
+            offset: 3 * (y1 * w as usize + x1),
+            stride: 3 * w as usize,
+            width: x2 - x1,
+            height: y2 - y1,
+        };
+        resize_bicubic(&src, opts.size as usize, opts.size as usize)
+    });
+    let views = crop_boxes
         .iter()
-        .map(|&(b, ratio)| {
-            let crop_box = clip_trunc(b, w, h);
-            let [x1, y1, x2, y2] = crop_box.map(|v| v as usize);
-            let src = RgbView {
-                data: img.as_raw(),
-                offset: 3 * (y1 * w as usize + x1),
-                stride: 3 * w as usize,
-                width: x2 - x1,
-                height: y2 - y1,
-            };
-            View {
-                crop_box,
-                ratio,
-                region_box: region_in_view(target, crop_box, opts.size),
-                rgb: resize_bicubic(&src, size, size),
-            }
+        .zip(&chosen)
+        .map(|(&crop_box, &(_, ratio))| View {
+            crop_box,
+            ratio,
+            region_box: region_in_view(target, crop_box, opts.size),
+            rgb: resized[unique.iter().position(|u| *u == crop_box).expect("every crop was resized")].clone(),
         })
         .collect();
     Ok(Views { image_size: [w, h], size: opts.size, views })

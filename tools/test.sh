@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite: native tests (views parity with the PyTorch reference, CLI), the page
+# built by trunk, and the page in headless Chromium on both backends. Installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$SECONDS
+step() { echo "==> [$((SECONDS - start))s] $*" >&2; }
+
+step "checking tools"
+bash tools/ensure-tools.sh browser
+
+step "native tests: unit, views parity with the reference, command line"
+cargo test --release --locked
+
+step "building the page with trunk"
+trunk build index.html --release
+
+step "the page in headless Chromium, CPU and WebGPU (SwiftShader)"
+cargo test --release --locked --test web_page -- --ignored --test-threads=1
+
+step "all tests passed"
