@@ -1,7 +1,7 @@
 //! The built page (`dist/`, made by `trunk build --release`) in real headless Chromium: it loads,
 //! picks a backend, takes a photo, and computes in wasm the same views as the native library,
 //! both from a typed box and from a mouse drag. Run by `tools/test.sh` after the trunk build:
-//! `cargo test --release --test web_page -- --ignored`.
+//! `cargo test --release --test web_page page_works -- --ignored`.
 
 mod browser;
 mod common;
@@ -85,4 +85,27 @@ fn page_works_on_the_cpu_backend() {
 #[ignore = "needs dist/ (trunk build) and chromedriver: run by tools/test.sh"]
 fn page_works_on_webgpu() {
     page_flow(true);
+}
+
+/// Not a test: times the views stage in the page on a large photo (`DYNREFER_BENCH_PHOTO`, box
+/// `DYNREFER_BENCH_BOX`), on the CPU backend's page, and prints the page's timings.
+#[test]
+#[ignore = "benchmark"]
+fn bench_views_in_the_page() {
+    let (Ok(photo), Ok(region)) = (std::env::var("DYNREFER_BENCH_PHOTO"), std::env::var("DYNREFER_BENCH_BOX")) else {
+        panic!("set DYNREFER_BENCH_PHOTO and DYNREFER_BENCH_BOX");
+    };
+    let server = StaticServer::start(&dist());
+    let browser = Browser::start(false);
+    browser.goto(&server.url("/"));
+    browser.wait_status("the page to start", Duration::from_secs(60), |s| s == "ready");
+    browser.upload("[data-role=image-input]", std::path::Path::new(&photo));
+    browser.wait_status("the photo", Duration::from_secs(120), |s| s == "ready" || s.starts_with("error"));
+    let timing = || browser.js("return document.querySelector('.timing').textContent", serde_json::json!([]));
+    println!("{}", timing());
+    for _ in 0..5 {
+        browser.type_into(".box-text", &format!("{region}\n"));
+        browser.wait_status("views", Duration::from_secs(120), |s| s == "done" || s.starts_with("error"));
+        println!("{}", timing());
+    }
 }

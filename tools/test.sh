@@ -16,6 +16,6 @@ step "building the page with trunk"
 trunk build index.html --release
 
 step "the page in headless Chromium, CPU and WebGPU (SwiftShader)"
-cargo test --release --locked --test web_page -- --ignored --test-threads=1
+cargo test --release --locked --test web_page page_works -- --ignored --test-threads=1
 
 step "all tests passed"

@@ -32,6 +32,8 @@ struct Photo {
 struct Thumb {
     url: String,
     ratio: f64,
+    /// Size of the crop in the photo, before it is resized for the model.
+    crop_size: [i64; 2],
     /// The region inside the view, in percent of its side: left, top, width, height.
     region_pct: [f64; 4],
 }
@@ -69,7 +71,8 @@ fn thumbs(views: &Views) -> Result<Vec<Thumb>, String> {
         .map(|v| {
             let [x1, y1, x2, y2] = v.region_box.map(f64::from);
             let region_pct = [x1 / s * 100.0, y1 / s * 100.0, (x2 - x1) / s * 100.0, (y2 - y1) / s * 100.0];
-            Ok(Thumb { url: png_url(&v.rgb, views.size)?, ratio: v.ratio, region_pct })
+            let crop_size = [v.crop_box[2] - v.crop_box[0], v.crop_box[3] - v.crop_box[1]];
+            Ok(Thumb { url: png_url(&v.rgb, views.size)?, ratio: v.ratio, crop_size, region_pct })
         })
         .collect()
 }
@@ -115,7 +118,9 @@ fn App() -> impl IntoView {
         status.set("running".into());
         let t0 = now_ms();
         let opts = ViewOptions { num_views: num_views.get_untracked(), ..ViewOptions::default() };
-        match build_views(&p.image, RegionBox(b), &opts).map_err(|e| e.to_string()).and_then(|v| {
+        let built = build_views(&p.image, RegionBox(b), &opts);
+        let t1 = now_ms();
+        match built.map_err(|e| e.to_string()).and_then(|v| {
             let json = serde_json::to_string(&v).map_err(|e| e.to_string())?;
             Ok((thumbs(&v)?, json))
         }) {
@@ -123,7 +128,7 @@ fn App() -> impl IntoView {
                 clear_views();
                 views.set(t);
                 result.set(json);
-                timing.set(format!("views in {:.0} ms", now_ms() - t0));
+                timing.set(format!("views in {:.0} ms", t1 - t0));
                 status.set("done".into());
             }
             Err(e) => status.set(format!("error: {e}")),
@@ -141,10 +146,12 @@ fn App() -> impl IntoView {
         status.set("running".into());
         spawn_local(async move {
             let name = file.name();
+            let t0 = now_ms();
             let decoded = match read_file(&file).await {
                 Ok(bytes) => decode_photo(&bytes, DEFAULT_MAX_PIXELS).map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             };
+            timing.set(format!("photo decoded in {:.0} ms", now_ms() - t0));
             match (decoded, web_sys::Url::create_object_url_with_blob(&file)) {
                 (Ok(image), Ok(url)) => {
                     if let Some(old) = photo.get_untracked() {
@@ -283,13 +290,14 @@ fn App() -> impl IntoView {
                             .map(|(i, t)| {
                                 let [l, tp, w, h] = t.region_pct;
                                 let label = if i == 0 { "region".to_string() } else { format!("context {:.0}%", t.ratio * 100.0) };
+                                let size = format!("{}×{} px", t.crop_size[0], t.crop_size[1]);
                                 view! {
                                     <figure data-role="view">
                                         <div class="thumb">
                                             <img src=t.url alt=label.clone() />
                                             <div class="region" style=format!("left:{l}%;top:{tp}%;width:{w}%;height:{h}%")></div>
                                         </div>
-                                        <figcaption>{label}</figcaption>
+                                        <figcaption>{label} <span class="px">{size}</span></figcaption>
                                     </figure>
                                 }
                             })
