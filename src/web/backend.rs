@@ -1,7 +1,6 @@
 //! The compute device: WebGPU through burn's wgpu backend when the browser gives an adapter that
 //! works, else burn's CPU backend (flex). A short computation proves the device before it is used.
 
-use burn::backend::FlexDevice;
 use burn::tensor::{Device, Tensor};
 
 /// Which backend the page computes on, as shown in `data-role="backend"`.
@@ -32,5 +31,5 @@ pub async fn detect() -> (Backend, Device) {
             return (Backend::WebGpu, device);
         }
     }
-    (Backend::Cpu, Device::new(FlexDevice))
+    (Backend::Cpu, Device::flex())
 }
