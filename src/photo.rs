@@ -47,9 +47,8 @@ pub fn decode_photo(bytes: &[u8], max_pixels: u64) -> Result<RgbImage, PhotoErro
     if bytes.is_empty() {
         return Err(PhotoError::Empty);
     }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| PhotoError::Corrupt(e.to_string()))?;
+    let mut reader =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| PhotoError::Corrupt(e.to_string()))?;
     if reader.format().is_none() {
         return Err(PhotoError::UnknownFormat);
     }

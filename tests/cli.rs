@@ -53,7 +53,15 @@ fn views_prints_the_contract_json_and_dumps_tensors() {
     let img = dir.file("field.png", &png);
     let dump = dir.0.join("views.safetensors");
     let (ok, out, err) = dynrefer(&[
-        "views", "--image", path_str(&img), "--box", "51.2,307.2,307.2,460.8", "--num-views", "4", "--dump", path_str(&dump),
+        "views",
+        "--image",
+        path_str(&img),
+        "--box",
+        "51.2,307.2,307.2,460.8",
+        "--num-views",
+        "4",
+        "--dump",
+        path_str(&dump),
     ]);
     assert!(ok, "{err}");
     let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -111,7 +119,9 @@ fn bad_input_gives_one_clear_line_and_no_output() {
     let cases: Vec<(Vec<String>, &str)> = {
         let img = |name: &str, bytes: &[u8]| path_str(&dir.file(name, bytes)).to_string();
         let g = path_str(&good).to_string();
-        let v = |image: &str, b: &str| vec!["views".into(), "--image".into(), image.to_string(), "--box".into(), b.to_string()];
+        let v = |image: &str, b: &str| {
+            vec!["views".into(), "--image".into(), image.to_string(), "--box".into(), b.to_string()]
+        };
         vec![
             (v(&img("empty.png", b""), "1,1,5,5"), "the file is empty"),
             (v(&img("notes.png", b"just some text, not a picture"), "1,1,5,5"), "not an image in a supported format"),

@@ -56,14 +56,16 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 #[test]
 fn views_match_the_reference_bit_for_bit() {
     let expected: Expected = serde_json::from_slice(&std::fs::read(data("views_expected.json")).unwrap()).unwrap();
-    let photos: BTreeMap<&str, _> = common::photos()
-        .into_iter()
-        .map(|p| (p.name, decode_photo(&p.png, DEFAULT_MAX_PIXELS).unwrap()))
-        .collect();
+    let photos: BTreeMap<&str, _> =
+        common::photos().into_iter().map(|p| (p.name, decode_photo(&p.png, DEFAULT_MAX_PIXELS).unwrap())).collect();
     for (name, info) in &expected.photos {
         let img = &photos[name.as_str()];
         assert_eq!(img.dimensions(), (info.width, info.height), "{name}");
-        assert_eq!(common::sha256_hex(img.as_raw()), info.rgb_sha256, "photo {name} is not the one the expectations were made from");
+        assert_eq!(
+            common::sha256_hex(img.as_raw()),
+            info.rgb_sha256,
+            "photo {name} is not the one the expectations were made from"
+        );
     }
     let mut failures = Vec::new();
     for c in &expected.cases {
@@ -88,7 +90,13 @@ fn views_match_the_reference_bit_for_bit() {
             failures.push(format!("{label}: normalised pixels differ"));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), expected.cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        expected.cases.len(),
+        failures.join("\n")
+    );
     assert!(expected.cases.len() >= 150, "only {} cases", expected.cases.len());
 }
 

@@ -69,8 +69,13 @@ fn page_flow(webgpu: bool) {
     // Nothing but the page's own files was fetched: every resource the page loaded is ours.
     let loaded = browser.js("return performance.getEntriesByType('resource').map(e => e.name)", serde_json::json!([]));
     let origin = server.url("/");
-    let foreign: Vec<&str> =
-        loaded.as_array().unwrap().iter().filter_map(|v| v.as_str()).filter(|u| !u.starts_with(&origin) && !u.starts_with("blob:")).collect();
+    let foreign: Vec<&str> = loaded
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .filter(|u| !u.starts_with(&origin) && !u.starts_with("blob:"))
+        .collect();
     assert!(foreign.is_empty(), "the page fetched {foreign:?}");
     let _ = std::fs::remove_file(path);
 }

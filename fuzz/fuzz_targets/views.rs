@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < 34 {
         return;
     }
-    let opts = ViewOptions { num_views: usize::from(data[0] % 7), size: [0, 1, 7, 32, 112, 224, 5000][usize::from(data[1] % 7)] };
+    let opts = ViewOptions {
+        num_views: usize::from(data[0] % 7),
+        size: [0, 1, 7, 32, 112, 224, 5000][usize::from(data[1] % 7)],
+    };
     let coords: [f64; 4] = std::array::from_fn(|i| {
         let raw = f64::from_le_bytes(data[2 + 8 * i..10 + 8 * i].try_into().unwrap());
         // Mostly plausible coordinates, sometimes the raw bits (NaN, infinities, huge values).

@@ -19,7 +19,9 @@ pub enum BoxError {
     NotFinite(RegionBox),
     #[error("{0} has zero or negative area: it needs x1 < x2 and y1 < y2")]
     Empty(RegionBox),
-    #[error("{region} is outside the {width}x{height} image: it needs 0 <= x1 < x2 <= {width} and 0 <= y1 < y2 <= {height}")]
+    #[error(
+        "{region} is outside the {width}x{height} image: it needs 0 <= x1 < x2 <= {width} and 0 <= y1 < y2 <= {height}"
+    )]
     OutsideImage { region: RegionBox, width: u32, height: u32 },
 }
 

@@ -6,6 +6,7 @@
 //! processor.
 
 mod boxes;
+mod par;
 mod phash;
 mod resize;
 
@@ -43,7 +44,9 @@ impl Default for ViewOptions {
 pub enum ViewsError {
     #[error(transparent)]
     Box(#[from] BoxError),
-    #[error("{0} covers no whole pixel: after widening it to one pixel (as the official code does) its integer box is empty")]
+    #[error(
+        "{0} covers no whole pixel: after widening it to one pixel (as the official code does) its integer box is empty"
+    )]
     NoPixels(RegionBox),
     #[error("the number of views must be at least 1, got {0}")]
     NoViews(usize),
@@ -105,22 +108,6 @@ fn normalize_into(rgb: &[u8], dst: &mut [f32]) {
     }
 }
 
-/// Maps `f` over `items` on every core natively; in order on wasm32, which has no threads here.
-fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len());
-        if threads > 1 {
-            let chunk = items.len().div_ceil(threads);
-            return std::thread::scope(|s| {
-                let workers: Vec<_> = items.chunks(chunk).map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>())).collect();
-                workers.into_iter().flat_map(|w| w.join().expect("a views worker panicked")).collect()
-            });
-        }
-    }
-    items.iter().map(f).collect()
-}
-
 /// The views chosen for `region` (view 0 = the region), as float boxes with their ratios.
 fn select(img: &RgbImage, region: RegionBox, opts: &ViewOptions) -> Result<Vec<([f32; 4], f64)>, ViewsError> {
     let (w, h) = img.dimensions();
@@ -137,7 +124,7 @@ fn select(img: &RgbImage, region: RegionBox, opts: &ViewOptions) -> Result<Vec<(
         })
         .collect();
     // Candidates contain the region, so their integer boxes are never empty.
-    let mut score: Vec<f64> = par_map(&candidates, |(c, r)| {
+    let mut score: Vec<f64> = par::map(&candidates, |(c, r)| {
         let hash = phash::phash(img, trunc(*c)).expect("a candidate contains the region");
         f64::from(region_hash.hamming(hash)) / r
     });
@@ -171,17 +158,20 @@ pub fn build_views(img: &RgbImage, region: RegionBox, opts: &ViewOptions) -> Res
     let mut unique = crop_boxes.clone();
     unique.sort_unstable();
     unique.dedup();
-    let resized = par_map(&unique, |crop| {
-        let [x1, y1, x2, y2] = crop.map(|v| v as usize);
-        let src = RgbView {
-            data: img.as_raw(),
-            offset: 3 * (y1 * w as usize + x1),
-            stride: 3 * w as usize,
-            width: x2 - x1,
-            height: y2 - y1,
-        };
-        resize_bicubic(&src, opts.size as usize, opts.size as usize)
-    });
+    let resized: Vec<Vec<u8>> = unique
+        .iter()
+        .map(|crop| {
+            let [x1, y1, x2, y2] = crop.map(|v| v as usize);
+            let src = RgbView {
+                data: img.as_raw(),
+                offset: 3 * (y1 * w as usize + x1),
+                stride: 3 * w as usize,
+                width: x2 - x1,
+                height: y2 - y1,
+            };
+            resize_bicubic(&src, opts.size as usize, opts.size as usize)
+        })
+        .collect();
     let views = crop_boxes
         .iter()
         .zip(&chosen)

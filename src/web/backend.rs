@@ -26,10 +26,10 @@ async fn works(device: &Device) -> bool {
 
 /// Picks the backend: WebGPU if an adapter exists and computes correctly, else the CPU.
 pub async fn detect() -> (Backend, Device) {
-    if let Ok(device) = Device::wgpu_options().init_async().await {
-        if works(&device).await {
-            return (Backend::WebGpu, device);
-        }
+    if let Ok(device) = Device::wgpu_options().init_async().await
+        && works(&device).await
+    {
+        return (Backend::WebGpu, device);
     }
     (Backend::Cpu, Device::flex())
 }

@@ -78,7 +78,8 @@ fn thumbs(views: &Views) -> Result<Vec<Thumb>, String> {
 }
 
 async fn read_file(file: &web_sys::File) -> Result<Vec<u8>, String> {
-    let buffer = JsFuture::from(file.array_buffer()).await.map_err(|_| "the browser could not read the file".to_string())?;
+    let buffer =
+        JsFuture::from(file.array_buffer()).await.map_err(|_| "the browser could not read the file".to_string())?;
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 

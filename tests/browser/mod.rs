@@ -43,7 +43,11 @@ fn serve_one(mut stream: TcpStream, root: &Path) -> std::io::Result<()> {
         Ok(f) if f.starts_with(root) && f.is_file() => ("200 OK", std::fs::read(&f)?, content_type(&f)),
         _ => ("404 Not Found", b"not found".to_vec(), "text/plain"),
     };
-    write!(stream, "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
     stream.write_all(&body)
 }
 
@@ -88,10 +92,10 @@ fn http(port: u16, method: &str, path: &str, body: Option<&Value>) -> Value {
         if header.trim().is_empty() {
             break;
         }
-        if let Some((k, v)) = header.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse().unwrap();
-            }
+        if let Some((k, v)) = header.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().unwrap();
         }
     }
     let mut body = vec![0u8; length];
@@ -178,9 +182,12 @@ impl Browser {
 
     /// The text of the first element with `data-role=role`, or None.
     pub fn role_text(&self, role: &str) -> Option<String> {
-        self.js("const e = document.querySelector(`[data-role=\"${arguments[0]}\"]`); return e ? e.textContent : null;", json!([role]))
-            .as_str()
-            .map(str::to_owned)
+        self.js(
+            "const e = document.querySelector(`[data-role=\"${arguments[0]}\"]`); return e ? e.textContent : null;",
+            json!([role]),
+        )
+        .as_str()
+        .map(str::to_owned)
     }
 
     /// Waits until `[data-role=status]` satisfies `done`; returns its text.
@@ -199,7 +206,8 @@ impl Browser {
     /// Puts a local file into the `<input type=file>` matched by `css`.
     pub fn upload(&self, css: &str, file: &Path) {
         let el = self.cmd("POST", "/element", Some(json!({"using": "css selector", "value": css})));
-        let id = el.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("element found").to_string();
+        let id =
+            el.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("element found").to_string();
         self.cmd("POST", &format!("/element/{id}/value"), Some(json!({"text": file.display().to_string()})));
     }
 
@@ -216,7 +224,8 @@ impl Browser {
     /// Types text into the element matched by `css`, after clearing it.
     pub fn type_into(&self, css: &str, text: &str) {
         let el = self.cmd("POST", "/element", Some(json!({"using": "css selector", "value": css})));
-        let id = el.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("element found").to_string();
+        let id =
+            el.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("element found").to_string();
         self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})));
         self.cmd("POST", &format!("/element/{id}/value"), Some(json!({"text": text})));
     }
