@@ -139,6 +139,9 @@ fn bad_input_gives_one_clear_line_and_no_output() {
             (v(&g, "0,10,0.5,20"), "covers no whole pixel"),
             ([v(&g, "1,1,5,5"), vec!["--num-views".into(), "0".into()]].concat(), "at least 1"),
             ([v(&g, "1,1,5,5"), vec!["--max-megapixels".into(), "0.1".into()]].concat(), "over the limit of 0.1"),
+            ([v(&g, "1,1,5,5"), vec!["--num-views".into(), "three".into()]].concat(), "invalid value 'three'"),
+            (vec!["views".into(), "--image".into(), g.clone()], "--box <X1,Y1,X2,Y2>"),
+            (vec!["describe-everything".into()], "unrecognized subcommand"),
         ]
     };
     for (args, want) in cases {
