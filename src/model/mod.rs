@@ -1,0 +1,3 @@
+//! The DynRefer model, one file per component (see DESIGN.md §1).
+
+pub mod roi_align;
