@@ -8,6 +8,11 @@ roi_align.safetensors: torchvision.ops.roi_align(aligned=False) on random featur
 every kind (the region boxes of real views, sub-pixel, corner, reaching outside the view), for
 each case `c{i}.features [R,C,H,W]`, `c{i}.boxes [R,4]`, `c{i}.expected [R,C,P,P]` and
 `c{i}.config [height, width, output, spatial_scale, sampling_ratio]`.
+
+vit.safetensors: a small EVA ViT (width 32, 2 blocks, 4 heads, MLP 128, patch 14, image 42) and
+`ln_vision`, under their official BLIP-2 keys (`visual_encoder.*`, `ln_vision.*`), random pixels
+`input.pixels [2,3,42,42]` and the reference's outputs `expected.vit` (before ln_vision) and
+`expected.ln_vision` (checklist items 10 and 11).
 """
 import argparse
 import os
@@ -44,14 +49,55 @@ def roi_fixture(gen):
     return out
 
 
+def vit_fixture(gen, ref_dir, width=32, depth=2, heads=4, mlp=128, patch=14, image=42):
+    import sys
+    sys.path.insert(0, os.path.abspath(ref_dir))
+    import model as M
+
+    def n(*shape, std=0.02):
+        return torch.randn(*shape, generator=gen) * std
+
+    grid = image // patch
+    p = "visual_encoder"
+    sd = {
+        f"{p}.patch_embed.proj.weight": n(width, 3, patch, patch),
+        f"{p}.patch_embed.proj.bias": n(width),
+        f"{p}.cls_token": n(1, 1, width),
+        f"{p}.pos_embed": n(1, grid * grid + 1, width),
+        "ln_vision.weight": 1 + n(width, std=0.1),
+        "ln_vision.bias": n(width, std=0.1),
+    }
+    for i in range(depth):
+        b = f"{p}.blocks.{i}"
+        sd.update({
+            f"{b}.norm1.weight": 1 + n(width, std=0.1), f"{b}.norm1.bias": n(width, std=0.1),
+            f"{b}.attn.qkv.weight": n(3 * width, width, std=0.2), f"{b}.attn.q_bias": n(width, std=0.1),
+            f"{b}.attn.v_bias": n(width, std=0.1),
+            f"{b}.attn.proj.weight": n(width, width, std=0.2), f"{b}.attn.proj.bias": n(width),
+            f"{b}.norm2.weight": 1 + n(width, std=0.1), f"{b}.norm2.bias": n(width, std=0.1),
+            f"{b}.mlp.fc1.weight": n(mlp, width, std=0.2), f"{b}.mlp.fc1.bias": n(mlp),
+            f"{b}.mlp.fc2.weight": n(width, mlp, std=0.2), f"{b}.mlp.fc2.bias": n(width),
+        })
+    pixels = torch.randn(2, 3, image, image, generator=gen)
+    with torch.no_grad():
+        vit = M.vit_forward(sd, pixels, heads)
+        lnv = M.ln(vit, sd, "ln_vision", 1e-5)
+    out = dict(sd)
+    out.update({"input.pixels": pixels, "expected.vit": vit, "expected.ln_vision": lnv})
+    return {k: v.contiguous() for k, v in out.items()}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "data"))
+    ap.add_argument("--ref", default=os.path.join(ROOT, "..", "shared", "reference"))
     ap.add_argument("--seed", type=int, default=1127)
     a = ap.parse_args()
     gen = torch.Generator().manual_seed(a.seed)
-    save_file(roi_fixture(gen), os.path.join(a.out, "roi_align.safetensors"))
-    print("wrote", os.path.join(a.out, "roi_align.safetensors"))
+    fixtures = {"roi_align": roi_fixture(gen), "vit": vit_fixture(gen, a.ref)}
+    for name, tensors in fixtures.items():
+        save_file(tensors, os.path.join(a.out, name + ".safetensors"))
+        print("wrote", os.path.join(a.out, name + ".safetensors"))
 
 
 if __name__ == "__main__":

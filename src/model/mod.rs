@@ -1,3 +1,4 @@
 //! The DynRefer model, one file per component (see DESIGN.md §1).
 
 pub mod roi_align;
+pub mod vit;
