@@ -13,6 +13,9 @@ vit.safetensors: a small EVA ViT (width 32, 2 blocks, 4 heads, MLP 128, patch 14
 `ln_vision`, under their official BLIP-2 keys (`visual_encoder.*`, `ln_vision.*`), random pixels
 `input.pixels [2,3,42,42]` and the reference's outputs `expected.vit` (before ln_vision) and
 `expected.ln_vision` (checklist items 10 and 11).
+
+align.safetensors: `cvem_align.*` (C 64, 4 groups) and RoI features `input.rois [3,64,8,8]`; the
+reference aligns views 1 and 2 to view 0: `expected.aligned [2,64,8,8]`.
 """
 import argparse
 import os
@@ -87,6 +90,32 @@ def vit_fixture(gen, ref_dir, width=32, depth=2, heads=4, mlp=128, patch=14, ima
     return {k: v.contiguous() for k, v in out.items()}
 
 
+def align_fixture(gen, ref_dir, c=64, group=4, size=8, views=3):
+    """cvem_align (CustomDCNv4) with offsets of a few cells, so that samples fall between cells,
+    across borders and off the map (checklist items 13-14)."""
+    import sys
+    sys.path.insert(0, os.path.abspath(ref_dir))
+    import model as M
+
+    def n(*shape, std):
+        return torch.randn(*shape, generator=gen) * std
+
+    om = -(-group * 27 // 8) * 8
+    p = "cvem_align"
+    sd = {
+        f"{p}.value_proj.weight": n(c, c, std=0.15), f"{p}.value_proj.bias": n(c, std=0.1),
+        f"{p}.offset_mask_dw.weight": n(c, 2, 3, 3, std=0.3), f"{p}.offset_mask_dw.bias": n(c, std=0.1),
+        f"{p}.offset_mask.weight": n(om, c, std=0.4), f"{p}.offset_mask.bias": n(om, std=0.5),
+        f"{p}.output_proj.weight": n(c, c, std=0.15), f"{p}.output_proj.bias": n(c, std=0.1),
+    }
+    rois = torch.randn(views, c, size, size, generator=gen)
+    with torch.no_grad():
+        aligned = M.cvem_align_forward(sd, rois[0:1].expand(views - 1, -1, -1, -1), rois[1:], group)
+    out = dict(sd)
+    out.update({"input.rois": rois, "expected.aligned": aligned})
+    return {k: v.contiguous() for k, v in out.items()}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "data"))
@@ -94,7 +123,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1127)
     a = ap.parse_args()
     gen = torch.Generator().manual_seed(a.seed)
-    fixtures = {"roi_align": roi_fixture(gen), "vit": vit_fixture(gen, a.ref)}
+    fixtures = {"roi_align": roi_fixture(gen), "vit": vit_fixture(gen, a.ref), "align": align_fixture(gen, a.ref)}
     for name, tensors in fixtures.items():
         save_file(tensors, os.path.join(a.out, name + ".safetensors"))
         print("wrote", os.path.join(a.out, name + ".safetensors"))

@@ -1,4 +1,5 @@
 //! The DynRefer model, one file per component (see DESIGN.md §1).
 
+pub mod align;
 pub mod roi_align;
 pub mod vit;

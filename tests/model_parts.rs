@@ -1,0 +1,142 @@
+//! The model's components against the PyTorch reference and torchvision, one fixture each, made
+//! by `tools/gen_model_fixtures.py` under the official checkpoint keys.
+
+use burn::module::Module;
+use burn::nn::LayerNormConfig;
+use burn::prelude::*;
+use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use safetensors::SafeTensors;
+
+use dynrefer::model::align::AlignConfig;
+use dynrefer::model::roi_align::{RoiAlignConfig, roi_align_matrix};
+use dynrefer::model::vit::VitConfig;
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/data/{name}.safetensors", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fixture's raw tensors, by name.
+struct Tensors(Vec<u8>);
+
+impl Tensors {
+    fn open(name: &str) -> Tensors {
+        Tensors(std::fs::read(fixture(name)).unwrap())
+    }
+
+    fn values(&self, name: &str) -> (Vec<usize>, Vec<f64>) {
+        let st = SafeTensors::deserialize(&self.0).unwrap();
+        let t = st.tensor(name).unwrap_or_else(|_| panic!("{name} in the fixture"));
+        let values = match t.dtype() {
+            safetensors::Dtype::F32 => {
+                t.data().chunks_exact(4).map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap()))).collect()
+            }
+            safetensors::Dtype::F64 => {
+                t.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect()
+            }
+            other => panic!("{name}: unexpected {other:?}"),
+        };
+        (t.shape().to_vec(), values)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        SafeTensors::deserialize(&self.0).unwrap().tensor(name).is_ok()
+    }
+
+    fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Tensor<D> {
+        let (shape, values) = self.values(name);
+        let values: Vec<f32> = values.into_iter().map(|v| v as f32).collect();
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+}
+
+/// Loads `module` from the fixture's keys under `prefix` and checks that every one of its
+/// `params` tensors came from the file.
+fn load<M: Module + ModuleSnapshot>(module: &mut M, name: &str, prefix: &str, params: usize) {
+    let mut store = SafetensorsStore::from_file(fixture(name))
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .with_key_remapping(&format!("^{}", regex_escape(prefix)), "");
+    let result = module.load_from(&mut store).unwrap();
+    assert_eq!(result.applied.len(), params, "{result}");
+}
+
+fn regex_escape(s: &str) -> String {
+    s.replace('.', r"\.")
+}
+
+fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b).abs().max().into_scalar()
+}
+
+#[test]
+fn roi_align_matches_torchvision() {
+    let t = Tensors::open("roi_align");
+    let mut cases = 0;
+    let mut worst = 0.0f64;
+    while t.has(&format!("c{cases}.config")) {
+        let (_, c) = t.values(&format!("c{cases}.config"));
+        let cfg = RoiAlignConfig {
+            height: c[0] as usize,
+            width: c[1] as usize,
+            output: c[2] as usize,
+            spatial_scale: c[3] as f32,
+            sampling_ratio: c[4] as usize,
+        };
+        let (shape, feats) = t.values(&format!("c{cases}.features"));
+        let (_, boxes) = t.values(&format!("c{cases}.boxes"));
+        let (_, expected) = t.values(&format!("c{cases}.expected"));
+        let (rois, channels, cells, bins) = (shape[0], shape[1], cfg.height * cfg.width, cfg.output * cfg.output);
+        for r in 0..rois {
+            let region: [f32; 4] = std::array::from_fn(|k| boxes[4 * r + k] as f32);
+            let m = roi_align_matrix(region, &cfg);
+            for ch in 0..channels {
+                let f = &feats[(r * channels + ch) * cells..][..cells];
+                for bin in 0..bins {
+                    let got: f64 = m[bin * cells..][..cells].iter().zip(f).map(|(w, v)| f64::from(*w) * v).sum();
+                    let want = expected[(r * channels + ch) * bins + bin];
+                    worst = worst.max((got - want).abs());
+                    assert!(
+                        (got - want).abs() < 1e-5,
+                        "case {cases} box {region:?} channel {ch} bin {bin}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+        cases += 1;
+    }
+    assert_eq!(cases, 5);
+    eprintln!("roi_align max |diff| {worst:e}");
+}
+
+#[test]
+fn vit_and_ln_vision_match_the_reference() {
+    let device = Device::flex();
+    let t = Tensors::open("vit");
+    let mut vit =
+        VitConfig::new().with_width(32).with_depth(2).with_heads(4).with_mlp(128).with_image_size(42).init(&device);
+    // 2 blocks of 13 tensors, the patch embedding, CLS and positions
+    load(&mut vit, "vit", "visual_encoder.", 30);
+    let mut ln_vision = LayerNormConfig::new(32).init(&device);
+    load(&mut ln_vision, "vit", "ln_vision.", 2);
+
+    let out = vit.forward(t.tensor("input.pixels", &device));
+    assert_eq!(out.dims(), [2, 10, 32]);
+    let d_vit = max_diff(out.clone(), t.tensor("expected.vit", &device));
+    let d_ln = max_diff(ln_vision.forward(out), t.tensor("expected.ln_vision", &device));
+    eprintln!("vit max |diff| {d_vit:e}, ln_vision {d_ln:e}");
+    assert!(d_vit < 1e-5 && d_ln < 1e-5, "vit {d_vit}, ln_vision {d_ln}");
+}
+
+#[test]
+fn view_alignment_matches_the_reference_dcnv4() {
+    let device = Device::flex();
+    let t = Tensors::open("align");
+    let mut align = AlignConfig::new().with_channels(64).init(&device);
+    load(&mut align, "align", "cvem_align.", 8);
+    let rois: Tensor<4> = t.tensor("input.rois", &device);
+    let reference = rois.clone().narrow(0, 0, 1).expand([2, 64, 8, 8]);
+    let out = align.forward(reference, rois.narrow(0, 1, 2));
+    let d = max_diff(out, t.tensor("expected.aligned", &device));
+    eprintln!("align max |diff| {d:e}");
+    assert!(d < 1e-4, "align {d}");
+}
