@@ -7,7 +7,9 @@ use burn::prelude::*;
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use safetensors::SafeTensors;
 
+use dynrefer::model::KEY_REMAP;
 use dynrefer::model::align::AlignConfig;
+use dynrefer::model::qformer::QformerConfig;
 use dynrefer::model::roi_align::{RoiAlignConfig, roi_align_matrix};
 use dynrefer::model::vit::VitConfig;
 
@@ -49,12 +51,15 @@ impl Tensors {
     }
 }
 
-/// Loads `module` from the fixture's keys under `prefix` and checks that every one of its
+/// Loads `module` from the fixture's official keys under `prefix` and checks that every one of its
 /// `params` tensors came from the file.
 fn load<M: Module + ModuleSnapshot>(module: &mut M, name: &str, prefix: &str, params: usize) {
     let mut store = SafetensorsStore::from_file(fixture(name))
         .with_from_adapter(PyTorchToBurnAdapter)
         .with_key_remapping(&format!("^{}", regex_escape(prefix)), "");
+    for &(pattern, replacement) in KEY_REMAP {
+        store = store.with_key_remapping(pattern, replacement);
+    }
     let result = module.load_from(&mut store).unwrap();
     assert_eq!(result.applied.len(), params, "{result}");
 }
@@ -139,4 +144,24 @@ fn view_alignment_matches_the_reference_dcnv4() {
     let d = max_diff(out, t.tensor("expected.aligned", &device));
     eprintln!("align max |diff| {d:e}");
     assert!(d < 1e-4, "align {d}");
+}
+
+#[test]
+fn qformer_matches_the_reference() {
+    let device = Device::flex();
+    let t = Tensors::open("qformer");
+    let cfg = QformerConfig::new()
+        .with_width(64)
+        .with_layers(3)
+        .with_heads(4)
+        .with_intermediate(128)
+        .with_queries(8)
+        .with_vision_width(48);
+    let mut qformer = cfg.init(&device);
+    // query tokens, the embeddings' LayerNorm, 3 layers of 16 tensors and 2 cross-attentions of 10
+    load(&mut qformer, "qformer", "Qformer.bert.", 71);
+    let out = qformer.forward(t.tensor("input.visual", &device));
+    let d = max_diff(out, t.tensor("expected.qformer", &device));
+    eprintln!("qformer max |diff| {d:e}");
+    assert!(d < 1e-5, "qformer {d}");
 }

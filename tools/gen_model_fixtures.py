@@ -16,6 +16,10 @@ vit.safetensors: a small EVA ViT (width 32, 2 blocks, 4 heads, MLP 128, patch 14
 
 align.safetensors: `cvem_align.*` (C 64, 4 groups) and RoI features `input.rois [3,64,8,8]`; the
 reference aligns views 1 and 2 to view 0: `expected.aligned [2,64,8,8]`.
+
+qformer.safetensors: `query_tokens` and `Qformer.bert.*` (width 64, 3 layers, 4 heads, FFN 128,
+8 queries, cross-attention from 48-wide visual tokens on layers 0 and 2, and the unused text
+branch), `input.visual [2,17,48]` and `expected.qformer [2,8,64]`.
 """
 import argparse
 import os
@@ -116,6 +120,54 @@ def align_fixture(gen, ref_dir, c=64, group=4, size=8, views=3):
     return {k: v.contiguous() for k, v in out.items()}
 
 
+def bert_attention_params(sd, p, width, ctx_width, n):
+    for name, d_in in (("query", width), ("key", ctx_width), ("value", ctx_width)):
+        sd[f"{p}.self.{name}.weight"] = n(width, d_in, std=0.15)
+        sd[f"{p}.self.{name}.bias"] = n(width, std=0.05)
+    sd[f"{p}.output.dense.weight"] = n(width, width, std=0.15)
+    sd[f"{p}.output.dense.bias"] = n(width, std=0.05)
+    sd[f"{p}.output.LayerNorm.weight"] = 1 + n(width, std=0.1)
+    sd[f"{p}.output.LayerNorm.bias"] = n(width, std=0.1)
+
+
+def qformer_fixture(gen, ref_dir, width=64, layers=3, heads=4, inter=128, queries=8, vision=48, tokens=17):
+    """Q-Former (queries only): cross-attention on layers 0 and 2 (freq 2), plus text-branch keys
+    that must be ignored (checklist item 16)."""
+    import sys
+    sys.path.insert(0, os.path.abspath(ref_dir))
+    import model as M
+
+    def n(*shape, std):
+        return torch.randn(*shape, generator=gen) * std
+
+    p = "Qformer.bert"
+    sd = {
+        "query_tokens": n(1, queries, width, std=1.0),
+        f"{p}.embeddings.LayerNorm.weight": 1 + n(width, std=0.1),
+        f"{p}.embeddings.LayerNorm.bias": n(width, std=0.1),
+        f"{p}.embeddings.word_embeddings.weight": n(30, width, std=0.02),
+        f"{p}.embeddings.position_ids": torch.arange(16, dtype=torch.float32)[None],
+    }
+    for i in range(layers):
+        lp = f"{p}.encoder.layer.{i}"
+        bert_attention_params(sd, lp + ".attention", width, width, n)
+        if i % 2 == 0:
+            bert_attention_params(sd, lp + ".crossattention", width, vision, n)
+        for kind in ("", "_query"):  # the text FFN (intermediate/output) is unused
+            sd[f"{lp}.intermediate{kind}.dense.weight"] = n(inter, width, std=0.15)
+            sd[f"{lp}.intermediate{kind}.dense.bias"] = n(inter, std=0.05)
+            sd[f"{lp}.output{kind}.dense.weight"] = n(width, inter, std=0.15)
+            sd[f"{lp}.output{kind}.dense.bias"] = n(width, std=0.05)
+            sd[f"{lp}.output{kind}.LayerNorm.weight"] = 1 + n(width, std=0.1)
+            sd[f"{lp}.output{kind}.LayerNorm.bias"] = n(width, std=0.1)
+    visual = torch.randn(2, tokens, vision, generator=gen)
+    with torch.no_grad():
+        q = M.qformer_forward(sd, visual, heads, 2)
+    out = dict(sd)
+    out.update({"input.visual": visual, "expected.qformer": q})
+    return {k: v.contiguous() for k, v in out.items()}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "data"))
@@ -123,7 +175,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1127)
     a = ap.parse_args()
     gen = torch.Generator().manual_seed(a.seed)
-    fixtures = {"roi_align": roi_fixture(gen), "vit": vit_fixture(gen, a.ref), "align": align_fixture(gen, a.ref)}
+    fixtures = {"roi_align": roi_fixture(gen), "vit": vit_fixture(gen, a.ref), "align": align_fixture(gen, a.ref),
+                "qformer": qformer_fixture(gen, a.ref)}
     for name, tensors in fixtures.items():
         save_file(tensors, os.path.join(a.out, name + ".safetensors"))
         print("wrote", os.path.join(a.out, name + ".safetensors"))
