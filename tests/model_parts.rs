@@ -9,8 +9,10 @@ use safetensors::SafeTensors;
 
 use dynrefer::model::KEY_REMAP;
 use dynrefer::model::align::AlignConfig;
+use dynrefer::model::fuse::FUSE_KEYS;
 use dynrefer::model::qformer::QformerConfig;
 use dynrefer::model::roi_align::{RoiAlignConfig, roi_align_matrix};
+use dynrefer::model::visual::VisualConfig;
 use dynrefer::model::vit::VitConfig;
 
 fn fixture(name: &str) -> String {
@@ -57,7 +59,7 @@ fn load<M: Module + ModuleSnapshot>(module: &mut M, name: &str, prefix: &str, pa
     let mut store = SafetensorsStore::from_file(fixture(name))
         .with_from_adapter(PyTorchToBurnAdapter)
         .with_key_remapping(&format!("^{}", regex_escape(prefix)), "");
-    for &(pattern, replacement) in KEY_REMAP {
+    for &(pattern, replacement) in KEY_REMAP.iter().chain(FUSE_KEYS) {
         store = store.with_key_remapping(pattern, replacement);
     }
     let result = module.load_from(&mut store).unwrap();
@@ -164,4 +166,26 @@ fn qformer_matches_the_reference() {
     let d = max_diff(out, t.tensor("expected.qformer", &device));
     eprintln!("qformer max |diff| {d:e}");
     assert!(d < 1e-5, "qformer {d}");
+}
+
+#[test]
+fn visual_side_matches_the_reference() {
+    let device = Device::flex();
+    let t = Tensors::open("visual");
+    let vit =
+        VitConfig::new().with_width(64).with_depth(1).with_heads(4).with_mlp(128).with_patch(7).with_image_size(28);
+    let mut visual = VisualConfig::new(vit).init(&device);
+    // ViT 17, ln_vision 2, cvem_align 8, cvem_mlp 4
+    load(&mut visual, "visual", "", 31);
+    let (_, boxes) = t.values("input.region_boxes");
+    let boxes: Vec<[f32; 4]> = boxes.chunks_exact(4).map(|b| std::array::from_fn(|k| b[k] as f32)).collect();
+    let out = visual.forward(t.tensor("input.pixels", &device), &boxes);
+    let diffs = [
+        ("vit", max_diff(out.vit, t.tensor("expected.vit", &device))),
+        ("rois", max_diff(out.rois, t.tensor("expected.rois", &device))),
+        ("aligned", max_diff(out.aligned, t.tensor("expected.aligned", &device))),
+        ("fused", max_diff(out.fused, t.tensor("expected.fused", &device))),
+    ];
+    eprintln!("visual max |diff| {diffs:?}");
+    assert!(diffs.iter().all(|(_, d)| *d < 1e-4), "{diffs:?}");
 }

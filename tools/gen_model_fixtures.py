@@ -20,6 +20,10 @@ reference aligns views 1 and 2 to view 0: `expected.aligned [2,64,8,8]`.
 qformer.safetensors: `query_tokens` and `Qformer.bert.*` (width 64, 3 layers, 4 heads, FFN 128,
 8 queries, cross-attention from 48-wide visual tokens on layers 0 and 2, and the unused text
 branch), `input.visual [2,17,48]` and `expected.qformer [2,8,64]`.
+
+visual.safetensors: the visual side assembled (ViT of 1 block, width 64, patch 7, image 28, 3
+views), `input.pixels`, `input.region_boxes` and the reference's `expected.{vit, rois, aligned,
+fused}`.
 """
 import argparse
 import os
@@ -168,6 +172,52 @@ def qformer_fixture(gen, ref_dir, width=64, layers=3, heads=4, inter=128, querie
     return {k: v.contiguous() for k, v in out.items()}
 
 
+def visual_fixture(gen, ref_dir, width=64, heads=4, mlp=128, patch=7, image=28, views=3):
+    """The visual side assembled (checklist items 9-15), run by the reference's DynReferRef.visual
+    on a stand-in object: ViT (1 block) + ln_vision + RoIAlign + cvem_align + cvem_mlp."""
+    import sys
+    sys.path.insert(0, os.path.abspath(ref_dir))
+    import model as M
+
+    def n(*shape, std):
+        return torch.randn(*shape, generator=gen) * std
+
+    grid = image // patch
+    p, c = "visual_encoder", width
+    sd = {
+        f"{p}.patch_embed.proj.weight": n(c, 3, patch, patch, std=0.1), f"{p}.patch_embed.proj.bias": n(c, std=0.02),
+        f"{p}.cls_token": n(1, 1, c, std=0.5), f"{p}.pos_embed": n(1, grid * grid + 1, c, std=0.5),
+        f"{p}.blocks.0.norm1.weight": 1 + n(c, std=0.1), f"{p}.blocks.0.norm1.bias": n(c, std=0.1),
+        f"{p}.blocks.0.attn.qkv.weight": n(3 * c, c, std=0.15), f"{p}.blocks.0.attn.q_bias": n(c, std=0.1),
+        f"{p}.blocks.0.attn.v_bias": n(c, std=0.1),
+        f"{p}.blocks.0.attn.proj.weight": n(c, c, std=0.15), f"{p}.blocks.0.attn.proj.bias": n(c, std=0.02),
+        f"{p}.blocks.0.norm2.weight": 1 + n(c, std=0.1), f"{p}.blocks.0.norm2.bias": n(c, std=0.1),
+        f"{p}.blocks.0.mlp.fc1.weight": n(mlp, c, std=0.15), f"{p}.blocks.0.mlp.fc1.bias": n(mlp, std=0.02),
+        f"{p}.blocks.0.mlp.fc2.weight": n(c, mlp, std=0.15), f"{p}.blocks.0.mlp.fc2.bias": n(c, std=0.02),
+        "ln_vision.weight": 1 + n(c, std=0.1), "ln_vision.bias": n(c, std=0.1),
+        "cvem_align.value_proj.weight": n(c, c, std=0.15), "cvem_align.value_proj.bias": n(c, std=0.1),
+        "cvem_align.offset_mask_dw.weight": n(c, 2, 3, 3, std=0.3), "cvem_align.offset_mask_dw.bias": n(c, std=0.1),
+        "cvem_align.offset_mask.weight": n(112, c, std=0.1), "cvem_align.offset_mask.bias": n(112, std=0.5),
+        "cvem_align.output_proj.weight": n(c, c, std=0.15), "cvem_align.output_proj.bias": n(c, std=0.1),
+        "cvem_mlp.0.weight": n(c, views * c, std=0.1), "cvem_mlp.0.bias": n(c, std=0.05),
+        "cvem_mlp.2.weight": n(c, c, std=0.15), "cvem_mlp.2.bias": n(c, std=0.05),
+        # the reference's visual() ends with the Q-Former; with no layers it is LN(query tokens)
+        "query_tokens": n(1, 4, c, std=1.0),
+        "Qformer.bert.embeddings.LayerNorm.weight": torch.ones(c), "Qformer.bert.embeddings.LayerNorm.bias": torch.zeros(c),
+    }
+    ref = M.DynReferRef.__new__(M.DynReferRef)
+    ref.sd, ref.image_size, ref.patch = sd, image, patch
+    ref.arch = {"vision_heads": heads, "qformer_heads": heads, "cross_attention_freq": 2, "dcn_group": 4}
+    pixels = torch.randn(views, 3, image, image, generator=gen)
+    # region boxes in view pixels, as views.py makes them (one reaches past the view by rounding)
+    boxes = torch.tensor([[0, 0, 28, 28], [3, 5, 20, 27], [7, 9, 14, 29]], dtype=torch.float32)
+    inter = ref.visual(pixels, boxes)
+    out = {k: v for k, v in sd.items() if not k.startswith(("query_tokens", "Qformer"))}
+    out.update({"input.pixels": pixels, "input.region_boxes": boxes})
+    out.update({f"expected.{k}": inter[k] for k in ("vit", "rois", "aligned", "fused")})
+    return {k: v.contiguous() for k, v in out.items()}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "data"))
@@ -176,7 +226,7 @@ def main():
     a = ap.parse_args()
     gen = torch.Generator().manual_seed(a.seed)
     fixtures = {"roi_align": roi_fixture(gen), "vit": vit_fixture(gen, a.ref), "align": align_fixture(gen, a.ref),
-                "qformer": qformer_fixture(gen, a.ref)}
+                "qformer": qformer_fixture(gen, a.ref), "visual": visual_fixture(gen, a.ref)}
     for name, tensors in fixtures.items():
         save_file(tensors, os.path.join(a.out, name + ".safetensors"))
         print("wrote", os.path.join(a.out, name + ".safetensors"))

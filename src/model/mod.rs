@@ -2,8 +2,10 @@
 
 pub mod align;
 pub mod bert;
+pub mod fuse;
 pub mod qformer;
 pub mod roi_align;
+pub mod visual;
 pub mod vit;
 
 /// How official checkpoint keys become module paths, after the component's prefix is removed:

@@ -1,0 +1,32 @@
+//! `cvem_mlp`: the views' tokens, concatenated channel-wise view-major (`[v0 | v1 | v2]`), fused
+//! back to one width by Linear → ReLU → Linear (checklist item 15). The checkpoint's Sequential
+//! indices `cvem_mlp.0` / `cvem_mlp.2` load as `fc1` / `fc2` (see [`FUSE_KEYS`]).
+
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+/// Official key → module path, for the fusion MLP.
+pub const FUSE_KEYS: &[(&str, &str)] = &[(r"^cvem_mlp\.0\.", "cvem_mlp.fc1."), (r"^cvem_mlp\.2\.", "cvem_mlp.fc2.")];
+
+#[derive(Module, Debug)]
+pub struct Fuse {
+    pub fc1: Linear,
+    pub fc2: Linear,
+}
+
+impl Fuse {
+    pub fn init(width: usize, views: usize, device: &Device) -> Fuse {
+        Fuse {
+            fc1: LinearConfig::new(views * width, width).init(device),
+            fc2: LinearConfig::new(width, width).init(device),
+        }
+    }
+
+    /// `tokens` [views, length, width] → [1, length, width].
+    pub fn forward(&self, tokens: Tensor<3>) -> Tensor<3> {
+        let [v, l, c] = tokens.dims();
+        let x = tokens.swap_dims(0, 1).reshape([1, l, v * c]); // (v l c) -> 1 l (v c)
+        self.fc2.forward(relu(self.fc1.forward(x)))
+    }
+}

@@ -1,0 +1,91 @@
+//! The visual side of DynRefer up to the fused region tokens (checklist items 9–15): every view
+//! through EVA ViT and `ln_vision`, the region RoI-aligned in each view, the context views
+//! aligned to the region view by DCNv4, each view's CLS put in front of its RoI tokens, and the
+//! views fused. Field names are the official key prefixes.
+
+use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::prelude::*;
+
+use super::align::{AlignConfig, CvemAlign};
+use super::fuse::Fuse;
+use super::roi_align::{RoiAlignConfig, roi_align_matrix};
+use super::vit::{Vit, VitConfig};
+
+/// RoIAlign samples per bin side, as DynRefer calls torchvision.
+const SAMPLING_RATIO: usize = 2;
+
+#[derive(Config, Debug)]
+pub struct VisualConfig {
+    pub vit: VitConfig,
+    #[config(default = 3)]
+    pub views: usize,
+    #[config(default = 4)]
+    pub dcn_group: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct Visual {
+    pub visual_encoder: Vit,
+    pub ln_vision: LayerNorm,
+    pub cvem_align: CvemAlign,
+    pub cvem_mlp: Fuse,
+    pub patch: usize,
+}
+
+/// What the visual side computes, kept for parity checks and the page's progress.
+pub struct VisualOutput {
+    /// [views, 1 + grid², width] after `ln_vision`
+    pub vit: Tensor<3>,
+    /// [views, width, grid, grid]
+    pub rois: Tensor<4>,
+    /// [views, width, grid, grid]: view 0 as is, the others aligned to it
+    pub aligned: Tensor<4>,
+    /// [1, 1 + grid², width]
+    pub fused: Tensor<3>,
+}
+
+impl VisualConfig {
+    pub fn init(&self, device: &Device) -> Visual {
+        let c = self.vit.width;
+        Visual {
+            visual_encoder: self.vit.init(device),
+            ln_vision: LayerNormConfig::new(c).init(device),
+            cvem_align: AlignConfig::new().with_channels(c).with_group(self.dcn_group).init(device),
+            cvem_mlp: Fuse::init(c, self.views, device),
+            patch: self.vit.patch,
+        }
+    }
+}
+
+impl Visual {
+    /// `pixels` [views, 3, S, S] and each view's region box in view pixels → the fused tokens.
+    pub fn forward(&self, pixels: Tensor<4>, region_boxes: &[[f32; 4]]) -> VisualOutput {
+        let [views, _, size, _] = pixels.dims();
+        let device = pixels.device();
+        let grid = size / self.patch;
+        let vit = self.ln_vision.forward(self.visual_encoder.forward(pixels)); // [v, 1+g², c]
+        let [_, tokens, c] = vit.dims();
+        let cfg = RoiAlignConfig {
+            height: grid,
+            width: grid,
+            output: grid,
+            spatial_scale: 1.0 / self.patch as f32,
+            sampling_ratio: SAMPLING_RATIO,
+        };
+        let matrices: Vec<f32> = region_boxes.iter().flat_map(|b| roi_align_matrix(*b, &cfg)).collect();
+        let matrices = Tensor::<3>::from_data(TensorData::new(matrices, [views, grid * grid, grid * grid]), &device);
+        let spatial = vit.clone().narrow(1, 1, tokens - 1); // [v, g², c]
+        let rois = matrices.matmul(spatial).swap_dims(1, 2).reshape([views, c, grid, grid]);
+        let aligned = if views > 1 {
+            let reference = rois.clone().narrow(0, 0, 1).expand([views - 1, c, grid, grid]);
+            let others = self.cvem_align.forward(reference, rois.clone().narrow(0, 1, views - 1));
+            Tensor::cat(vec![rois.clone().narrow(0, 0, 1), others], 0)
+        } else {
+            rois.clone()
+        };
+        let roi_tokens = aligned.clone().permute([0, 2, 3, 1]).reshape([views, grid * grid, c]); // row-major (y, x)
+        let seq = Tensor::cat(vec![vit.clone().narrow(1, 0, 1), roi_tokens], 1); // [v, 1+g², c]
+        let fused = self.cvem_mlp.forward(seq);
+        VisualOutput { vit, rois, aligned, fused }
+    }
+}
