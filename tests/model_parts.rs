@@ -10,6 +10,7 @@ use safetensors::SafeTensors;
 use dynrefer::model::KEY_REMAP;
 use dynrefer::model::align::AlignConfig;
 use dynrefer::model::fuse::FUSE_KEYS;
+use dynrefer::model::heads::{HeadsConfig, Vocabularies};
 use dynrefer::model::qformer::QformerConfig;
 use dynrefer::model::roi_align::{RoiAlignConfig, roi_align_matrix};
 use dynrefer::model::visual::VisualConfig;
@@ -188,4 +189,35 @@ fn visual_side_matches_the_reference() {
     ];
     eprintln!("visual max |diff| {diffs:?}");
     assert!(diffs.iter().all(|(_, d)| *d < 1e-4), "{diffs:?}");
+}
+
+#[test]
+fn heads_match_the_reference() {
+    let device = Device::flex();
+    let t = Tensors::open("heads");
+    let cfg = HeadsConfig::new()
+        .with_width(32)
+        .with_layers(2)
+        .with_heads(4)
+        .with_intermediate(64)
+        .with_query_width(64)
+        .with_text_width(48);
+    let mut heads = cfg.init(&device);
+    // per head: 2 projections and fc (6 tensors), 2 layers of 16
+    load(&mut heads, "heads", "", 2 * (6 + 2 * 16));
+    let (_, counts) = t.values("input.templates_per_attribute");
+    let vocab = Vocabularies {
+        tags: t.tensor("input.tags", &device),
+        attribute_templates: t.tensor("input.attribute_templates", &device),
+        templates_per_attribute: counts.iter().map(|&c| c as usize).collect(),
+        classes: t.tensor("input.classes", &device),
+    };
+    let out = heads.forward(t.tensor("input.queries", &device), &vocab);
+    let diffs = [
+        ("tags", max_diff(out.tags, t.tensor("expected.tags", &device))),
+        ("attributes", max_diff(out.attributes, t.tensor("expected.attributes", &device))),
+        ("classes", max_diff(out.classes, t.tensor("expected.classes", &device))),
+    ];
+    eprintln!("heads max |diff| {diffs:?}");
+    assert!(diffs.iter().all(|(_, d)| *d < 1e-5), "{diffs:?}");
 }

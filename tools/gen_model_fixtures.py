@@ -24,6 +24,10 @@ branch), `input.visual [2,17,48]` and `expected.qformer [2,8,64]`.
 visual.safetensors: the visual side assembled (ViT of 1 block, width 64, patch 7, image 28, 3
 views), `input.pixels`, `input.region_boxes` and the reference's `expected.{vit, rois, aligned,
 fused}`.
+
+heads.safetensors: the tag and attribute heads (Q-Former width 64, head width 32, 2 layers, 4
+heads, text width 48), random vocabulary embeddings (10 tags, 5 attributes of 2-6 templates, 5
+classes) and the reference's `expected.{tags, attributes, classes}`.
 """
 import argparse
 import os
@@ -218,6 +222,49 @@ def visual_fixture(gen, ref_dir, width=64, heads=4, mlp=128, patch=7, image=28, 
     return {k: v.contiguous() for k, v in out.items()}
 
 
+def heads_fixture(gen, ref_dir, qwidth=64, width=32, layers=2, heads=4, inter=64, text=48, queries=8):
+    """Tag, attribute and class heads (checklist items 18-20) on given vocabulary embeddings, run by
+    the reference's DynReferRef.heads on a stand-in object."""
+    import sys
+    sys.path.insert(0, os.path.abspath(ref_dir))
+    import model as M
+
+    def n(*shape, std):
+        return torch.randn(*shape, generator=gen) * std
+
+    sd = {}
+    for kind in ("tag", "attr"):
+        sd[f"{kind}_vision_proj.weight"] = n(width, qwidth, std=0.2)
+        sd[f"{kind}_vision_proj.bias"] = n(width, std=0.05)
+        sd[f"{kind}_text_proj.weight"] = n(width, text, std=0.2)
+        sd[f"{kind}_text_proj.bias"] = n(width, std=0.05)
+        sd[f"{kind}_fc.weight"] = n(1, width, std=0.5)
+        sd[f"{kind}_fc.bias"] = n(1, std=0.2)
+        for i in range(layers):
+            lp = f"{kind}_head.encoder.layer.{i}"
+            bert_attention_params(sd, lp + ".crossattention", width, width, n)
+            sd[f"{lp}.intermediate.dense.weight"] = n(inter, width, std=0.2)
+            sd[f"{lp}.intermediate.dense.bias"] = n(inter, std=0.05)
+            sd[f"{lp}.output.dense.weight"] = n(width, inter, std=0.2)
+            sd[f"{lp}.output.dense.bias"] = n(width, std=0.05)
+            sd[f"{lp}.output.LayerNorm.weight"] = 1 + n(width, std=0.1)
+            sd[f"{lp}.output.LayerNorm.bias"] = n(width, std=0.1)
+    ref = M.DynReferRef.__new__(M.DynReferRef)
+    ref.sd, ref.arch = sd, {"head_heads": heads}
+    ref.clip_embeds = torch.randn(10, text, generator=gen)
+    ref.attr_counts = [2, 4, 2, 6, 2]
+    ref.att_embeds = torch.randn(sum(ref.attr_counts), text, generator=gen)
+    ref.ov_embeds = torch.randn(5, text, generator=gen)
+    qout = torch.randn(1, queries, qwidth, generator=gen)
+    tags, attrs, classes = ref.heads(qout)
+    out = dict(sd)
+    out.update({"input.queries": qout, "input.tags": ref.clip_embeds, "input.attribute_templates": ref.att_embeds,
+                "input.templates_per_attribute": torch.tensor(ref.attr_counts, dtype=torch.float64),
+                "input.classes": ref.ov_embeds,
+                "expected.tags": tags, "expected.attributes": attrs, "expected.classes": classes})
+    return {k: v.contiguous() for k, v in out.items()}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "data"))
@@ -226,7 +273,8 @@ def main():
     a = ap.parse_args()
     gen = torch.Generator().manual_seed(a.seed)
     fixtures = {"roi_align": roi_fixture(gen), "vit": vit_fixture(gen, a.ref), "align": align_fixture(gen, a.ref),
-                "qformer": qformer_fixture(gen, a.ref), "visual": visual_fixture(gen, a.ref)}
+                "qformer": qformer_fixture(gen, a.ref), "visual": visual_fixture(gen, a.ref),
+                "heads": heads_fixture(gen, a.ref)}
     for name, tensors in fixtures.items():
         save_file(tensors, os.path.join(a.out, name + ".safetensors"))
         print("wrote", os.path.join(a.out, name + ".safetensors"))

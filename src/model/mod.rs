@@ -3,6 +3,7 @@
 pub mod align;
 pub mod bert;
 pub mod fuse;
+pub mod heads;
 pub mod qformer;
 pub mod roi_align;
 pub mod visual;
