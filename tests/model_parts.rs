@@ -59,7 +59,7 @@ impl Tensors {
 fn load<M: Module + ModuleSnapshot>(module: &mut M, name: &str, prefix: &str, params: usize) {
     let mut store = SafetensorsStore::from_file(fixture(name))
         .with_from_adapter(PyTorchToBurnAdapter)
-        .with_key_remapping(&format!("^{}", regex_escape(prefix)), "");
+        .with_key_remapping(format!("^{}", regex_escape(prefix)), "");
     for &(pattern, replacement) in KEY_REMAP.iter().chain(FUSE_KEYS) {
         store = store.with_key_remapping(pattern, replacement);
     }

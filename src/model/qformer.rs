@@ -59,7 +59,8 @@ impl QformerConfig {
         let (w, h) = (self.width, self.heads);
         let layer = |i: usize| Layer {
             attention: Attention::init(w, w, h, device),
-            crossattention: (i % self.cross_attention_freq == 0)
+            crossattention: i
+                .is_multiple_of(self.cross_attention_freq)
                 .then(|| Attention::init(w, self.vision_width, h, device)),
             intermediate_query: Intermediate::init(w, self.intermediate, device),
             output_query: Output::init(self.intermediate, w, device),
