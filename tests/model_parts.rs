@@ -9,6 +9,7 @@ use safetensors::SafeTensors;
 
 use dynrefer::model::KEY_REMAP;
 use dynrefer::model::align::AlignConfig;
+use dynrefer::model::clip_text::ClipTextConfig;
 use dynrefer::model::fuse::FUSE_KEYS;
 use dynrefer::model::heads::{HeadsConfig, Vocabularies};
 use dynrefer::model::qformer::QformerConfig;
@@ -220,4 +221,26 @@ fn heads_match_the_reference() {
     ];
     eprintln!("heads max |diff| {diffs:?}");
     assert!(diffs.iter().all(|(_, d)| *d < 1e-5), "{diffs:?}");
+}
+
+#[test]
+fn clip_text_tower_matches_the_reference() {
+    let device = Device::flex();
+    let t = Tensors::open("clip_text");
+    let cfg = ClipTextConfig::new()
+        .with_width(32)
+        .with_layers(2)
+        .with_heads(4)
+        .with_context(12)
+        .with_vocab(40)
+        .with_embed_dim(24);
+    let mut clip = cfg.init(&device);
+    // embeddings 2, ln_final 2, projection 1, 2 blocks of 12
+    load(&mut clip, "clip_text", "text.", 5 + 2 * 12);
+    let (shape, ids) = t.values("input.tokens");
+    let ids: Vec<i64> = ids.iter().map(|&v| v as i64).collect();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, shape), &device);
+    let d = max_diff(clip.forward(tokens), t.tensor("expected.embeds", &device));
+    eprintln!("clip_text max |diff| {d:e}");
+    assert!(d < 1e-5, "clip_text {d}");
 }

@@ -28,6 +28,9 @@ fused}`.
 heads.safetensors: the tag and attribute heads (Q-Former width 64, head width 32, 2 layers, 4
 heads, text width 48), random vocabulary embeddings (10 tags, 5 attributes of 2-6 templates, 5
 classes) and the reference's `expected.{tags, attributes, classes}`.
+
+clip_text.safetensors: an EVA-CLIP text tower (width 32, 2 layers, 4 heads, context 12, 40
+tokens, projection 24) under `text.*`, token rows `input.tokens` and `expected.embeds`.
 """
 import argparse
 import os
@@ -265,6 +268,42 @@ def heads_fixture(gen, ref_dir, qwidth=64, width=32, layers=2, heads=4, inter=64
     return {k: v.contiguous() for k, v in out.items()}
 
 
+def clip_text_fixture(gen, ref_dir, width=32, layers=2, heads=4, context=12, vocab=40, embed=24):
+    """EVA-CLIP text tower (checklist item 21) under eva_clip_psz14.pt's `text.*` keys (plus a
+    visual key that must be ignored), token rows as the CLIP tokenizer writes them."""
+    import sys
+    sys.path.insert(0, os.path.abspath(ref_dir))
+    import model as M
+
+    def n(*shape, std):
+        return torch.randn(*shape, generator=gen) * std
+
+    sd = {"token_embedding.weight": n(vocab, width, std=0.5), "positional_embedding": n(context, width, std=0.2),
+          "ln_final.weight": 1 + n(width, std=0.1), "ln_final.bias": n(width, std=0.1),
+          "text_projection": n(width, embed, std=0.2)}
+    for i in range(layers):
+        p = f"transformer.resblocks.{i}"
+        sd.update({
+            f"{p}.ln_1.weight": 1 + n(width, std=0.1), f"{p}.ln_1.bias": n(width, std=0.1),
+            f"{p}.attn.in_proj_weight": n(3 * width, width, std=0.2), f"{p}.attn.in_proj_bias": n(3 * width, std=0.05),
+            f"{p}.attn.out_proj.weight": n(width, width, std=0.2), f"{p}.attn.out_proj.bias": n(width, std=0.05),
+            f"{p}.ln_2.weight": 1 + n(width, std=0.1), f"{p}.ln_2.bias": n(width, std=0.1),
+            f"{p}.mlp.c_fc.weight": n(4 * width, width, std=0.2), f"{p}.mlp.c_fc.bias": n(4 * width, std=0.05),
+            f"{p}.mlp.c_proj.weight": n(width, 4 * width, std=0.2), f"{p}.mlp.c_proj.bias": n(width, std=0.05),
+        })
+    sot, eot = vocab - 2, vocab - 1
+    rows = [[sot, 5, 9, 3, eot], [sot, 12, eot], [sot] + list(range(1, context - 1)) + [eot]]
+    tokens = torch.zeros(len(rows), context, dtype=torch.long)
+    for r, ids in enumerate(rows):
+        tokens[r, :len(ids)] = torch.tensor(ids)
+    with torch.no_grad():
+        embeds = M.clip_text_forward(sd, tokens, heads)
+    out = {"text." + k: v for k, v in sd.items()}
+    out["visual.proj"] = n(4, 4, std=1.0)
+    out.update({"input.tokens": tokens.double(), "expected.embeds": embeds})
+    return {k: v.contiguous() for k, v in out.items()}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "data"))
@@ -274,7 +313,7 @@ def main():
     gen = torch.Generator().manual_seed(a.seed)
     fixtures = {"roi_align": roi_fixture(gen), "vit": vit_fixture(gen, a.ref), "align": align_fixture(gen, a.ref),
                 "qformer": qformer_fixture(gen, a.ref), "visual": visual_fixture(gen, a.ref),
-                "heads": heads_fixture(gen, a.ref)}
+                "heads": heads_fixture(gen, a.ref), "clip_text": clip_text_fixture(gen, a.ref)}
     for name, tensors in fixtures.items():
         save_file(tensors, os.path.join(a.out, name + ".safetensors"))
         print("wrote", os.path.join(a.out, name + ".safetensors"))

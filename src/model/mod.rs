@@ -2,6 +2,7 @@
 
 pub mod align;
 pub mod bert;
+pub mod clip_text;
 pub mod fuse;
 pub mod heads;
 pub mod qformer;

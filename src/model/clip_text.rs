@@ -1,0 +1,133 @@
+//! The EVA-CLIP text tower (checklist item 21), which embeds the tag, attribute and class
+//! vocabularies: token + positional embeddings, pre-LN blocks (LN eps 1e-5) with causal
+//! multi-head attention (`nn.MultiheadAttention`'s packed `in_proj`) and an exact-GELU MLP,
+//! `ln_final`, the state at the end-of-text token (the largest id), then `text_projection`.
+//! Keys are `eva_clip_psz14.pt`'s keys containing `text`, first five characters dropped.
+
+use burn::module::Param;
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::gelu;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+const CLIP_LN_EPS: f64 = 1e-5;
+
+#[derive(Config, Debug)]
+pub struct ClipTextConfig {
+    #[config(default = 768)]
+    pub width: usize,
+    #[config(default = 12)]
+    pub layers: usize,
+    #[config(default = 12)]
+    pub heads: usize,
+    #[config(default = 77)]
+    pub context: usize,
+    #[config(default = 49408)]
+    pub vocab: usize,
+    /// Width of the output embedding (the text projection).
+    #[config(default = 1024)]
+    pub embed_dim: usize,
+}
+
+/// `nn.MultiheadAttention` as stored: one packed `[3 * width, width]` input projection.
+#[derive(Module, Debug)]
+pub struct MultiheadAttention {
+    pub in_proj_weight: Param<Tensor<2>>,
+    pub in_proj_bias: Param<Tensor<1>>,
+    pub out_proj: Linear,
+    pub heads: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub c_fc: Linear,
+    pub c_proj: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct ResidualBlock {
+    pub ln_1: LayerNorm,
+    pub attn: MultiheadAttention,
+    pub ln_2: LayerNorm,
+    pub mlp: Mlp,
+}
+
+#[derive(Module, Debug)]
+pub struct Transformer {
+    pub resblocks: Vec<ResidualBlock>,
+}
+
+#[derive(Module, Debug)]
+pub struct ClipText {
+    pub token_embedding: Embedding,
+    pub positional_embedding: Param<Tensor<2>>,
+    pub transformer: Transformer,
+    pub ln_final: LayerNorm,
+    pub text_projection: Param<Tensor<2>>,
+}
+
+impl ClipTextConfig {
+    pub fn init(&self, device: &Device) -> ClipText {
+        let w = self.width;
+        let norm = || LayerNormConfig::new(w).with_epsilon(CLIP_LN_EPS).init(device);
+        let block = || ResidualBlock {
+            ln_1: norm(),
+            attn: MultiheadAttention {
+                in_proj_weight: Param::from_tensor(Tensor::zeros([3 * w, w], device)),
+                in_proj_bias: Param::from_tensor(Tensor::zeros([3 * w], device)),
+                out_proj: LinearConfig::new(w, w).init(device),
+                heads: self.heads,
+            },
+            ln_2: norm(),
+            mlp: Mlp {
+                c_fc: LinearConfig::new(w, 4 * w).init(device),
+                c_proj: LinearConfig::new(4 * w, w).init(device),
+            },
+        };
+        ClipText {
+            token_embedding: EmbeddingConfig::new(self.vocab, w).init(device),
+            positional_embedding: Param::from_tensor(Tensor::zeros([self.context, w], device)),
+            transformer: Transformer { resblocks: (0..self.layers).map(|_| block()).collect() },
+            ln_final: norm(),
+            text_projection: Param::from_tensor(Tensor::zeros([w, self.embed_dim], device)),
+        }
+    }
+}
+
+impl MultiheadAttention {
+    // causal self-attention, [batch, context, width] → [batch, context, width]
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, n, c] = x.dims();
+        let h = self.heads;
+        let qkv =
+            x.matmul(self.in_proj_weight.val().transpose().unsqueeze::<3>()) + self.in_proj_bias.val().unsqueeze::<3>();
+        let qkv = qkv.reshape([b, n, 3, h, c / h]).permute([2, 0, 3, 1, 4]); // [3, b, h, n, c/h]
+        let part = |i: usize| qkv.clone().slice_dim(0, i..i + 1).squeeze_dim::<4>(0);
+        let causal = AttentionModuleOptions { is_causal: true, ..Default::default() };
+        let out = attention(part(0), part(1), part(2), None, None, causal);
+        self.out_proj.forward(out.swap_dims(1, 2).reshape([b, n, c]))
+    }
+}
+
+impl ResidualBlock {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let x = x.clone() + self.attn.forward(self.ln_1.forward(x));
+        let h = self.mlp.c_proj.forward(gelu(self.mlp.c_fc.forward(self.ln_2.forward(x.clone()))));
+        x + h
+    }
+}
+
+impl ClipText {
+    /// `tokens` [batch, context] (start, text, end-of-text, zero padding) → [batch, embed_dim].
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<2> {
+        let [b, _] = tokens.dims();
+        let x = self.token_embedding.forward(tokens.clone()) + self.positional_embedding.val().unsqueeze::<3>();
+        let x = self.transformer.resblocks.iter().fold(x, |x, block| block.forward(x));
+        let x = self.ln_final.forward(x); // [b, n, w]
+        let w = x.dims()[2];
+        // the end-of-text token has the largest id
+        let eot = tokens.argmax(1).reshape([b, 1, 1]).expand([b, 1, w]);
+        x.gather(1, eot).reshape([b, w]).matmul(self.text_projection.val())
+    }
+}
