@@ -3,6 +3,7 @@
 //! The pipeline starts with [`photo::decode_photo`] (bytes → upright RGB) and
 //! [`views::build_views`] (region → the nested views the model sees).
 
+pub mod decode;
 #[cfg(feature = "model")]
 pub mod model;
 pub mod photo;

@@ -31,6 +31,10 @@ classes) and the reference's `expected.{tags, attributes, classes}`.
 
 clip_text.safetensors: an EVA-CLIP text tower (width 32, 2 layers, 4 heads, context 12, 40
 tokens, projection 24) under `text.*`, token rows `input.tokens` and `expected.embeds`.
+
+clip_bpe_merges.txt.gz + clip_bpe.json: merges learned from a few test texts, and the reference
+ClipBPE's token rows for them (HTML entities, case, whitespace, punctuation, digits, accents,
+truncation to 77 tokens).
 """
 import argparse
 import os
@@ -304,6 +308,69 @@ def clip_text_fixture(gen, ref_dir, width=32, layers=2, heads=4, context=12, voc
     return {k: v.contiguous() for k, v in out.items()}
 
 
+CLIP_TEXTS = [
+    "a photo of a dog", "the red-haired woman's hat", "Fish &amp; Chips", "  lots   of\tspace\n ", "3D CG rendering",
+    "the  is wooden", "the striped pattern tone", "Café au lait, 2 cups!", "don't stop; it'll work", "&lt;b&gt;bold&amp;amp;",
+    "young/baby", "the " + "very " * 80 + "long sentence",
+]
+
+
+def clip_bpe_fixture(out_dir, ref_dir, n_merges=300):
+    """A small merges file learned here from the test texts (the real 49k-merge file is not ours to
+    ship), and the reference ClipBPE's token rows for every text (checklist item 21)."""
+    import collections
+    import gzip
+    import html
+    import json
+    import sys
+    sys.path.insert(0, os.path.abspath(ref_dir))
+    import model as M
+    import regex
+
+    b2u = M.bytes_to_unicode()
+    pat = regex.compile(r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
+                        regex.IGNORECASE)
+    words = collections.Counter()
+    for t in CLIP_TEXTS:
+        t = regex.sub(r"\s+", " ", html.unescape(html.unescape(t)).strip()).strip().lower()
+        for tok in regex.findall(pat, t):
+            chars = [b2u[b] for b in tok.encode("utf-8")]
+            words[tuple(chars[:-1] + [chars[-1] + "</w>"])] += 1
+    merges = []
+    for _ in range(n_merges):
+        pairs = collections.Counter()
+        for w, c in words.items():
+            for a, b in zip(w, w[1:]):
+                pairs[(a, b)] += c
+        if not pairs:
+            break
+        (a, b), _ = max(pairs.items(), key=lambda kv: (kv[1], kv[0]))
+        merges.append(f"{a} {b}")
+        new = collections.Counter()
+        for w, c in words.items():
+            out, i = [], 0
+            while i < len(w):
+                if i < len(w) - 1 and w[i] == a and w[i + 1] == b:
+                    out.append(a + b)
+                    i += 2
+                else:
+                    out.append(w[i])
+                    i += 1
+            new[tuple(out)] += c
+        words = new
+    path = os.path.join(out_dir, "clip_bpe_merges.txt.gz")
+    with gzip.GzipFile(path, "wb", mtime=0) as f:
+        f.write(("#version: test merges\n" + "\n".join(merges) + "\n").encode("utf-8"))
+    bpe = M.ClipBPE(path)
+    rows = bpe.tokenize(CLIP_TEXTS, 77)
+    expected = {"texts": CLIP_TEXTS, "context": 77, "sot": bpe.sot, "eot": bpe.eot,
+                "rows": [r[: r.index(bpe.eot) + 1] for r in rows.tolist()]}
+    with open(os.path.join(out_dir, "clip_bpe.json"), "w") as f:
+        json.dump(expected, f, indent=0)
+        f.write("\n")
+    print("wrote", path, "with", len(merges), "merges")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "data"))
@@ -317,6 +384,7 @@ def main():
     for name, tensors in fixtures.items():
         save_file(tensors, os.path.join(a.out, name + ".safetensors"))
         print("wrote", os.path.join(a.out, name + ".safetensors"))
+    clip_bpe_fixture(a.out, a.ref)
 
 
 if __name__ == "__main__":
