@@ -7,8 +7,8 @@
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+
+use super::attention;
 
 pub const BERT_LN_EPS: f64 = 1e-12;
 
@@ -61,16 +61,9 @@ impl Attention {
 
     /// `x` [batch, queries, width] attends to `context` [batch, keys, context_width].
     pub fn forward(&self, x: Tensor<3>, context: Tensor<3>) -> Tensor<3> {
-        let split = |t: Tensor<3>| {
-            let [b, n, c] = t.dims();
-            t.reshape([b, n, self.heads, c / self.heads]).swap_dims(1, 2) // [b, heads, n, head_dim]
-        };
-        let q = split(self.query.forward(x.clone()));
-        let k = split(self.key.forward(context.clone()));
-        let v = split(self.value.forward(context));
-        let out = attention(q, k, v, None, None, AttentionModuleOptions::default()); // [b, heads, n, head_dim]
-        let [b, _, n, _] = out.dims();
-        self.output.forward(out.swap_dims(1, 2).reshape([b as i32, n as i32, -1]), x)
+        let q = self.query.forward(x.clone());
+        let (k, v) = (self.key.forward(context.clone()), self.value.forward(context));
+        self.output.forward(attention::multi_head(q, k, v, self.heads, false), x)
     }
 }
 

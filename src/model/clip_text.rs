@@ -8,8 +8,8 @@ use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+
+use super::attention;
 
 const CLIP_LN_EPS: f64 = 1e-5;
 
@@ -98,15 +98,9 @@ impl ClipTextConfig {
 impl MultiheadAttention {
     // causal self-attention, [batch, context, width] → [batch, context, width]
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [b, n, c] = x.dims();
-        let h = self.heads;
         let qkv =
             x.matmul(self.in_proj_weight.val().transpose().unsqueeze::<3>()) + self.in_proj_bias.val().unsqueeze::<3>();
-        let qkv = qkv.reshape([b, n, 3, h, c / h]).permute([2, 0, 3, 1, 4]); // [3, b, h, n, c/h]
-        let part = |i: usize| qkv.clone().slice_dim(0, i..i + 1).squeeze_dim::<4>(0);
-        let causal = AttentionModuleOptions { is_causal: true, ..Default::default() };
-        let out = attention(part(0), part(1), part(2), None, None, causal);
-        self.out_proj.forward(out.swap_dims(1, 2).reshape([b, n, c]))
+        self.out_proj.forward(attention::packed(qkv, self.heads, true))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The DynRefer model, one file per component (see DESIGN.md §1).
 
 pub mod align;
+pub mod attention;
 pub mod bert;
 pub mod clip_text;
 pub mod fuse;

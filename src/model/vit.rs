@@ -8,8 +8,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+
+use super::attention;
 
 /// Sizes of the ViT; what the checkpoint's shapes cannot tell (the head count) comes from
 /// `arch.json`. The default is EVA ViT-g as DynRefer uses it (layer 40 dropped).
@@ -101,16 +101,11 @@ impl VitConfig {
 impl Attention {
     // [views, tokens, width] -> [views, tokens, width]
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [v, n, c] = x.dims();
-        let h = self.heads;
+        // the key has no bias
         let k_bias = self.q_bias.val().zeros_like();
         let bias = Tensor::cat(vec![self.q_bias.val(), k_bias, self.v_bias.val()], 0);
         let qkv = self.qkv.forward(x) + bias.unsqueeze::<3>(); // [v, n, 3c]
-        let qkv = qkv.reshape([v, n, 3, h, c / h]).permute([2, 0, 3, 1, 4]); // [3, v, h, n, c/h]
-        let part = |i: usize| qkv.clone().slice_dim(0, i..i + 1).squeeze_dim::<4>(0);
-        // softmax(q kᵀ / sqrt(head_dim)) v
-        let out = attention(part(0), part(1), part(2), None, None, AttentionModuleOptions::default());
-        self.proj.forward(out.swap_dims(1, 2).reshape([v, n, c]))
+        self.proj.forward(attention::packed(qkv, self.heads, false))
     }
 }
 
