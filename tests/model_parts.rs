@@ -17,6 +17,17 @@ use dynrefer::model::roi_align::{RoiAlignConfig, roi_align_matrix};
 use dynrefer::model::visual::VisualConfig;
 use dynrefer::model::vit::VitConfig;
 
+/// burn's CPU backend, or its wgpu backend with `--features wgpu` and `DYNREFER_TEST_DEVICE=wgpu`.
+fn device() -> Device {
+    #[cfg(feature = "wgpu")]
+    if std::env::var("DYNREFER_TEST_DEVICE").as_deref() == Ok("wgpu") {
+        // the wgpu runtime is set up once per process
+        static WGPU: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+        return WGPU.get_or_init(|| Device::wgpu_options().init().expect("a wgpu adapter")).clone();
+    }
+    Device::flex()
+}
+
 fn fixture(name: &str) -> String {
     format!("{}/tests/data/{name}.safetensors", env!("CARGO_MANIFEST_DIR"))
 }
@@ -119,7 +130,7 @@ fn roi_align_matches_torchvision() {
 
 #[test]
 fn vit_and_ln_vision_match_the_reference() {
-    let device = Device::flex();
+    let device = device();
     let t = Tensors::open("vit");
     let mut vit =
         VitConfig::new().with_width(32).with_depth(2).with_heads(4).with_mlp(128).with_image_size(42).init(&device);
@@ -138,7 +149,7 @@ fn vit_and_ln_vision_match_the_reference() {
 
 #[test]
 fn view_alignment_matches_the_reference_dcnv4() {
-    let device = Device::flex();
+    let device = device();
     let t = Tensors::open("align");
     let mut align = AlignConfig::new().with_channels(64).init(&device);
     load(&mut align, "align", "cvem_align.", 8);
@@ -152,7 +163,7 @@ fn view_alignment_matches_the_reference_dcnv4() {
 
 #[test]
 fn qformer_matches_the_reference() {
-    let device = Device::flex();
+    let device = device();
     let t = Tensors::open("qformer");
     let cfg = QformerConfig::new()
         .with_width(64)
@@ -172,7 +183,7 @@ fn qformer_matches_the_reference() {
 
 #[test]
 fn visual_side_matches_the_reference() {
-    let device = Device::flex();
+    let device = device();
     let t = Tensors::open("visual");
     let vit =
         VitConfig::new().with_width(64).with_depth(1).with_heads(4).with_mlp(128).with_patch(7).with_image_size(28);
@@ -194,7 +205,7 @@ fn visual_side_matches_the_reference() {
 
 #[test]
 fn heads_match_the_reference() {
-    let device = Device::flex();
+    let device = device();
     let t = Tensors::open("heads");
     let cfg = HeadsConfig::new()
         .with_width(32)
@@ -225,7 +236,7 @@ fn heads_match_the_reference() {
 
 #[test]
 fn clip_text_tower_matches_the_reference() {
-    let device = Device::flex();
+    let device = device();
     let t = Tensors::open("clip_text");
     let cfg = ClipTextConfig::new()
         .with_width(32)
