@@ -80,11 +80,13 @@ impl ViewInput {
         self.region.parse().map_err(|e| Failure(format!("--box {}: {e}", self.region)))
     }
 
-    fn photo(&self) -> Result<RgbImage, Failure> {
-        let name = self.image.display();
-        let bytes = std::fs::read(&self.image).map_err(|e| Failure(format!("{name}: cannot read the file: {e}")))?;
+    fn read(&self) -> Result<Vec<u8>, Failure> {
+        std::fs::read(&self.image).map_err(|e| Failure(format!("{}: cannot read the file: {e}", self.image.display())))
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<RgbImage, Failure> {
         let max_pixels = (self.max_megapixels * 1e6) as u64;
-        decode_photo(&bytes, max_pixels).map_err(|e| Failure(format!("{name}: {e}")))
+        decode_photo(bytes, max_pixels).map_err(|e| Failure(format!("{}: {e}", self.image.display())))
     }
 
     fn views(&self, photo: &RgbImage, region: RegionBox) -> Result<Views, Failure> {
@@ -113,16 +115,15 @@ fn median_ms(mut samples: Vec<f64>) -> f64 {
 
 fn bench_views(input: &ViewInput, iters: usize) -> Result<serde_json::Value, Failure> {
     let region = input.region()?;
-    let bytes = std::fs::read(&input.image)
-        .map_err(|e| Failure(format!("{}: cannot read the file: {e}", input.image.display())))?;
-    let photo = input.photo()?;
+    let bytes = input.read()?;
+    let photo = input.decode(&bytes)?;
     input.views(&photo, region)?;
     // Separate loops, so that decoding a large photo does not flush the caches the views use.
     let iters = iters.max(1);
     let mut decode = Vec::with_capacity(iters);
     for _ in 0..iters {
         let t = Instant::now();
-        std::hint::black_box(decode_photo(&bytes, u64::MAX).map_err(|e| Failure(e.to_string()))?);
+        std::hint::black_box(input.decode(&bytes)?);
         decode.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let mut views = Vec::with_capacity(iters);
@@ -146,7 +147,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Views { input, dump } => {
             let region = input.region()?;
-            let views = input.views(&input.photo()?, region)?;
+            let views = input.views(&input.decode(&input.read()?)?, region)?;
             if let Some(path) = dump {
                 write_dump(&path, &views)?;
             }
