@@ -14,6 +14,7 @@ use dynrefer::model::fuse::FUSE_KEYS;
 use dynrefer::model::heads::{HeadsConfig, Vocabularies};
 use dynrefer::model::qformer::QformerConfig;
 use dynrefer::model::roi_align::{RoiAlignConfig, roi_align_matrix};
+use dynrefer::model::t5::{T5, T5_KEY_REMAP, T5Config, relative_position_bucket};
 use dynrefer::model::visual::VisualConfig;
 use dynrefer::model::vit::VitConfig;
 
@@ -50,9 +51,23 @@ impl Tensors {
             safetensors::Dtype::F64 => {
                 t.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect()
             }
+            safetensors::Dtype::I64 => {
+                t.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64).collect()
+            }
             other => panic!("{name}: unexpected {other:?}"),
         };
         (t.shape().to_vec(), values)
+    }
+
+    fn metadata(&self, key: &str) -> String {
+        let (_, meta) = SafeTensors::read_metadata(&self.0).unwrap();
+        meta.metadata().as_ref().and_then(|m| m.get(key)).cloned().unwrap_or_else(|| panic!("{key} in the metadata"))
+    }
+
+    fn ints<const D: usize>(&self, name: &str, device: &Device) -> Tensor<D, Int> {
+        let (shape, values) = self.values(name);
+        let values: Vec<i64> = values.into_iter().map(|v| v as i64).collect();
+        Tensor::from_data(TensorData::new(values, shape), device)
     }
 
     fn has(&self, name: &str) -> bool {
@@ -69,10 +84,21 @@ impl Tensors {
 /// Loads `module` from the fixture's official keys under `prefix` and checks that every one of its
 /// `params` tensors came from the file.
 fn load<M: Module + ModuleSnapshot>(module: &mut M, name: &str, prefix: &str, params: usize) {
+    let remap: Vec<_> = KEY_REMAP.iter().chain(FUSE_KEYS).copied().collect();
+    load_remapped(module, name, prefix, &remap, params)
+}
+
+fn load_remapped<M: Module + ModuleSnapshot>(
+    module: &mut M,
+    name: &str,
+    prefix: &str,
+    remap: &[(&str, &str)],
+    params: usize,
+) {
     let mut store = SafetensorsStore::from_file(fixture(name))
         .with_from_adapter(PyTorchToBurnAdapter)
         .with_key_remapping(format!("^{}", regex_escape(prefix)), "");
-    for &(pattern, replacement) in KEY_REMAP.iter().chain(FUSE_KEYS) {
+    for &(pattern, replacement) in remap {
         store = store.with_key_remapping(pattern, replacement);
     }
     let result = module.load_from(&mut store).unwrap();
@@ -254,4 +280,68 @@ fn clip_text_tower_matches_the_reference() {
     let d = max_diff(clip.forward(tokens), t.tensor("expected.embeds", &device));
     eprintln!("clip_text max |diff| {d:e}");
     assert!(d < 1e-5, "clip_text {d}");
+}
+
+#[test]
+fn t5_relative_position_buckets_match_transformers() {
+    let t = Tensors::open("t5");
+    for (name, bidirectional) in [("buckets.bidirectional", true), ("buckets.causal", false)] {
+        let (_, expected) = t.values(name);
+        for (i, &e) in expected.iter().enumerate() {
+            let relative = i as i64 - 300;
+            assert_eq!(relative_position_bucket(relative, bidirectional, 32, 128) as f64, e, "{name} at {relative}");
+        }
+    }
+}
+
+#[test]
+fn t5_matches_transformers_with_its_own_lm_head_and_with_tied_scaled_embeddings() {
+    let device = device();
+    let t = Tensors::open("t5");
+    for p in ["a", "b"] {
+        let cfg = T5Config::from_hf_json(&t.metadata(&format!("{p}.config")))
+            .unwrap()
+            .with_tie_word_embeddings(!t.has(&format!("{p}.lm_head.weight")));
+        let mut t5 = cfg.init(&device);
+        // per encoder block 4 projections + 3 FFN + 2 norms, per decoder block 8 + 3 + 3,
+        // the shared embeddings, 2 position tables, 2 final norms and the untied lm_head
+        let params = cfg.num_layers * 9 + cfg.num_decoder_layers * 14 + 5 + usize::from(!cfg.tie_word_embeddings);
+        load_remapped(&mut t5, "t5", &format!("{p}."), T5_KEY_REMAP, params);
+
+        let encoded = t5.encode(t.tensor(&format!("{p}.input.embeds"), &device));
+        let d_enc = max_diff(encoded.clone(), t.tensor(&format!("{p}.expected.encoded"), &device));
+        let ids: Tensor<2, Int> = t.ints(&format!("{p}.input.decoder_ids"), &device);
+        let expected: Tensor<3> = t.tensor(&format!("{p}.expected.logits"), &device);
+        let [batch, steps] = ids.dims();
+
+        // all positions at once (causal mask), then one position at a time through the cache
+        let mut cache = t5.start(encoded.clone(), batch);
+        let d_full = max_diff(t5.decode(ids.clone(), &mut cache), expected.clone());
+        let mut cache = t5.start(encoded, batch);
+        let stepwise: Vec<Tensor<3>> = (0..steps).map(|s| t5.decode(ids.clone().narrow(1, s, 1), &mut cache)).collect();
+        let d_step = max_diff(Tensor::cat(stepwise, 1), expected.clone());
+        eprintln!("t5 {p}: encoder {d_enc:e}, logits {d_full:e}, cached {d_step:e}");
+        assert!(d_enc < 1e-5 && d_full < 1e-4 && d_step < 1e-4, "t5 {p}: {d_enc} {d_full} {d_step}");
+    }
+}
+
+#[test]
+fn t5_cache_follows_reordered_beams() {
+    let device = device();
+    let t = Tensors::open("t5");
+    let cfg = T5Config::from_hf_json(&t.metadata("a.config")).unwrap().with_tie_word_embeddings(false);
+    let mut t5: T5 = cfg.init(&device);
+    load_remapped(&mut t5, "t5", "a.", T5_KEY_REMAP, cfg.num_layers * 9 + cfg.num_decoder_layers * 14 + 6);
+    let encoded = t5.encode(t.tensor("a.input.embeds", &device));
+    let ids: Tensor<2, Int> = t.ints("a.input.decoder_ids", &device); // [2, 7]
+    let expected: Tensor<3> = t.tensor("a.expected.logits", &device);
+    // decode 3 positions of both rows, then continue with row 1 twice: its logits must be row 1's
+    let mut cache = t5.start(encoded, 2);
+    t5.decode(ids.clone().narrow(1, 0, 3), &mut cache);
+    T5::reorder(&mut cache, Tensor::from_data(TensorData::new(vec![1i64, 1], [2]), &device));
+    let row1 = ids.clone().narrow(0, 1, 1).narrow(1, 3, 1).expand([2, 1]);
+    let out = t5.decode(row1, &mut cache);
+    let want = expected.narrow(0, 1, 1).narrow(1, 3, 1).expand([2, 1, cfg.vocab_size]);
+    let d = max_diff(out, want);
+    assert!(d < 1e-4, "reordered cache {d}");
 }

@@ -32,11 +32,20 @@ classes) and the reference's `expected.{tags, attributes, classes}`.
 clip_text.safetensors: an EVA-CLIP text tower (width 32, 2 layers, 4 heads, context 12, 40
 tokens, projection 24) under `text.*`, token rows `input.tokens` and `expected.embeds`.
 
+t5.safetensors: two small HF T5ForConditionalGeneration models with exact-GELU gated FFNs (as LAVIS
+sets them), under HF keys with prefixes `a.` (untied lm_head, 32 buckets / distance 128, so the
+log-spaced buckets are crossed at 16 and 32) and `b.` (tied embeddings, 8 buckets / distance 20,
+3 decoder blocks); each with `{p}.input.embeds [1,40,d]`, `{p}.expected.encoded`,
+`{p}.input.decoder_ids [2,7]` and `{p}.expected.logits [2,7,vocab]` (teacher forcing), its
+config.json in the metadata; and `buckets.{bidirectional,causal}` [601] from transformers'
+`_relative_position_bucket` for relative positions -300..300.
+
 clip_bpe_merges.txt.gz + clip_bpe.json: merges learned from a few test texts, and the reference
 ClipBPE's token rows for them (HTML entities, case, whitespace, punctuation, digits, accents,
 truncation to 77 tokens).
 """
 import argparse
+import math
 import os
 
 import torch
@@ -371,12 +380,74 @@ def clip_bpe_fixture(out_dir, ref_dir, n_merges=300):
     print("wrote", path, "with", len(merges), "merges")
 
 
+T5_CONFIGS = {
+    "a": dict(vocab_size=60, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_decoder_layers=2, num_heads=4,
+              relative_attention_num_buckets=32, relative_attention_max_distance=128, tie_word_embeddings=False),
+    "b": dict(vocab_size=50, d_model=24, d_kv=6, d_ff=40, num_layers=1, num_decoder_layers=3, num_heads=3,
+              relative_attention_num_buckets=8, relative_attention_max_distance=20, tie_word_embeddings=True),
+}
+
+
+def t5_fixture(seed):
+    import json
+    from transformers import T5Config, T5ForConditionalGeneration
+    from transformers.models.t5.modeling_t5 import T5Attention
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    out, meta = {}, {}
+    for p, kw in T5_CONFIGS.items():
+        cfg = T5Config(dropout_rate=0.0, layer_norm_epsilon=1e-6, feed_forward_proj="gated-gelu", pad_token_id=0,
+                       eos_token_id=1, decoder_start_token_id=0, **kw)
+        cfg.dense_act_fn = "gelu"  # LAVIS' override
+        # transformers 5 always ties the input embeddings to `shared`; `tie_word_embeddings=False`
+        # only turns off the output scaling. flan-t5-xl's own lm_head is kept as loaded: give "a" one.
+        m = T5ForConditionalGeneration(cfg).eval()
+        with torch.no_grad():
+            for k, v in m.state_dict().items():
+                if "layer_norm" in k:
+                    v.copy_(1.0 + 0.1 * torch.randn(v.shape, generator=gen))
+                elif "relative_attention_bias" in k:
+                    v.copy_(0.5 * torch.randn(v.shape, generator=gen))
+                elif v.dim() == 2 and k != "lm_head.weight":
+                    v.copy_(torch.randn(v.shape, generator=gen) / math.sqrt(v.shape[1]))
+            if not kw["tie_word_embeddings"]:
+                head = torch.randn(m.lm_head.weight.shape, generator=gen) / math.sqrt(cfg.d_model)
+                m.lm_head.weight = torch.nn.Parameter(head)
+        assert m.decoder.embed_tokens.weight.data_ptr() == m.shared.weight.data_ptr()
+        assert (m.lm_head.weight.data_ptr() == m.shared.weight.data_ptr()) == kw["tie_word_embeddings"]
+        assert cfg.scale_decoder_outputs == kw["tie_word_embeddings"]
+        with torch.no_grad():
+            embeds = torch.randn(1, 40, cfg.d_model, generator=gen)
+            ids = torch.randint(0, cfg.vocab_size, (2, 7), generator=gen)
+            ids[:, 0] = 0
+            encoded = m.encoder(inputs_embeds=embeds).last_hidden_state
+            logits = m(encoder_outputs=(encoded.expand(2, -1, -1),), decoder_input_ids=ids).logits
+        sd = {k: v for k, v in m.state_dict().items() if not k.endswith("embed_tokens.weight")}
+        if kw["tie_word_embeddings"]:
+            sd.pop("lm_head.weight")
+        out.update({f"{p}.{k}": v.contiguous() for k, v in sd.items()})
+        out[f"{p}.input.embeds"] = embeds
+        out[f"{p}.expected.encoded"] = encoded
+        out[f"{p}.input.decoder_ids"] = ids.to(torch.int64)
+        out[f"{p}.expected.logits"] = logits
+        meta[f"{p}.config"] = json.dumps(cfg.to_dict(), default=str)
+    rel = torch.arange(-300, 301)
+    out["buckets.bidirectional"] = T5Attention._relative_position_bucket(rel, True, 32, 128)
+    out["buckets.causal"] = T5Attention._relative_position_bucket(rel, False, 32, 128)
+    return out, meta
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "data"))
     ap.add_argument("--ref", default=os.path.join(ROOT, "..", "shared", "reference"))
     ap.add_argument("--seed", type=int, default=1127)
+    ap.add_argument("--only", help="regenerate one fixture (t5)")
     a = ap.parse_args()
+    if a.only == "t5":
+        tensors, meta = t5_fixture(a.seed)
+        save_file(tensors, os.path.join(a.out, "t5.safetensors"), metadata=meta)
+        return
     gen = torch.Generator().manual_seed(a.seed)
     fixtures = {"roi_align": roi_fixture(gen), "vit": vit_fixture(gen, a.ref), "align": align_fixture(gen, a.ref),
                 "qformer": qformer_fixture(gen, a.ref), "visual": visual_fixture(gen, a.ref),
@@ -385,6 +456,8 @@ def main():
         save_file(tensors, os.path.join(a.out, name + ".safetensors"))
         print("wrote", os.path.join(a.out, name + ".safetensors"))
     clip_bpe_fixture(a.out, a.ref)
+    tensors, meta = t5_fixture(a.seed)
+    save_file(tensors, os.path.join(a.out, "t5.safetensors"), metadata=meta)
 
 
 if __name__ == "__main__":

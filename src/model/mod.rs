@@ -8,6 +8,7 @@ pub mod fuse;
 pub mod heads;
 pub mod qformer;
 pub mod roi_align;
+pub mod t5;
 pub mod visual;
 pub mod vit;
 
