@@ -1,0 +1,87 @@
+//! The caption's text: the control words DynRefer feeds to FlanT5 (checklist item 22) and the
+//! T5 tokenizer (`tokenizer.json`, the `tokenizers` crate) both ways.
+
+use tokenizers::{Tokenizer, TruncationParams};
+
+#[derive(Debug, thiserror::Error)]
+#[error("T5 tokenizer: {0}")]
+pub struct TokenizerError(String);
+
+/// The control string: the user's control words (split on `",|"` as the official code does,
+/// stripped), then the tags, each once in first-seen order, joined by `,` and closed by `|`.
+/// The official code joins a Python set (random order); tag-list order makes it reproducible.
+pub fn control_string<'a>(tags: impl IntoIterator<Item = &'a str>, controls: Option<&'a str>) -> String {
+    let words = controls.into_iter().flat_map(|c| c.split(",|").map(str::trim)).chain(tags);
+    let mut unique: Vec<&str> = Vec::new();
+    for w in words {
+        if !unique.contains(&w) {
+            unique.push(w);
+        }
+    }
+    unique.join(",") + "|"
+}
+
+/// transformers' `clean_up_tokenization` (the default when the official code decoded).
+pub fn clean_up_tokenization(text: &str) -> String {
+    [
+        (" .", "."),
+        (" ?", "?"),
+        (" !", "!"),
+        (" ,", ","),
+        (" ' ", "'"),
+        (" n't", "n't"),
+        (" 'm", "'m"),
+        (" 's", "'s"),
+        (" 've", "'ve"),
+        (" 're", "'re"),
+    ]
+    .iter()
+    .fold(text.to_string(), |t, (from, to)| t.replace(from, to))
+}
+
+/// The T5 tokenizer, truncating inputs to `max_len` tokens (`</s>` included), unpadded.
+pub struct T5Tokenizer {
+    tokenizer: Tokenizer,
+}
+
+impl T5Tokenizer {
+    pub fn from_json(bytes: &[u8], max_len: usize) -> Result<T5Tokenizer, TokenizerError> {
+        let mut tokenizer = Tokenizer::from_bytes(bytes).map_err(|e| TokenizerError(e.to_string()))?;
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
+            .map_err(|e| TokenizerError(e.to_string()))?;
+        tokenizer.with_padding(None);
+        Ok(T5Tokenizer { tokenizer })
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        let encoding = self.tokenizer.encode(text, true).map_err(|e| TokenizerError(e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Text without special tokens (`<pad>`, `</s>`, `<unk>`), cleaned up.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
+        let text = self.tokenizer.decode(ids, true).map_err(|e| TokenizerError(e.to_string()))?;
+        Ok(clean_up_tokenization(&text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_words_come_first_once_and_close_with_a_bar() {
+        assert_eq!(control_string(["dog", "grass"], None), "dog,grass|");
+        assert_eq!(control_string([], None), "|");
+        assert_eq!(control_string(["dog", "hat"], Some("red hat,|dog")), "red hat,dog,hat|");
+        assert_eq!(control_string(["dog"], Some(" a ,| b")), "a,b,dog|");
+        // an empty control adds an empty item: a leading comma
+        assert_eq!(control_string(["dog"], Some("")), ",dog|");
+    }
+
+    #[test]
+    fn clean_up_joins_punctuation_and_contractions() {
+        assert_eq!(clean_up_tokenization("a man 's hat , red . is n't"), "a man's hat, red. isn't");
+    }
+}
