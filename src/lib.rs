@@ -1,9 +1,16 @@
 //! dynrefer: DynRefer (CVPR 2025) region description, natively and in the browser.
 //!
 //! The pipeline starts with [`photo::decode_photo`] (bytes → upright RGB) and
-//! [`views::build_views`] (region → the nested views the model sees).
+//! [`views::build_views`] (region → the nested views the model sees); a converted bundle
+//! ([`describe::Describer`]) turns a photo and a box into a caption, tags, attributes and a class.
 
+#[cfg(feature = "model")]
+pub mod bundle;
+#[cfg(feature = "convert")]
+pub mod convert;
 pub mod decode;
+#[cfg(feature = "model")]
+pub mod describe;
 #[cfg(feature = "model")]
 pub mod model;
 pub mod photo;

@@ -1,4 +1,4 @@
-//! `dynrefer`: the native command line (views, bench). Its JSON output is a contract that tools
+//! `dynrefer`: the native command line (views, convert, describe, bench). Its JSON output is a contract that tools
 //! and checks rely on (DESIGN.md §4): results on stdout, one error line on stderr, non-zero exit.
 
 use std::collections::HashMap;
@@ -10,6 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use image::RgbImage;
 use safetensors::{Dtype, tensor::TensorView};
 
+use burn::prelude::Device;
+use dynrefer::convert::{Inputs, convert};
+use dynrefer::describe::{DescribeOptions, Describer};
 use dynrefer::photo::{DEFAULT_MAX_PIXELS, decode_photo};
 use dynrefer::views::{RegionBox, ViewOptions, Views, build_views};
 
@@ -30,6 +33,13 @@ enum Command {
         #[arg(long, value_name = "OUT.safetensors")]
         dump: Option<PathBuf>,
     },
+    /// Convert the official checkpoints into a model bundle.
+    Convert(ConvertArgs),
+    /// Describe a region of a photo with a converted model and print the result as JSON.
+    Describe {
+        #[command(flatten)]
+        run: DescribeArgs,
+    },
     /// Time a stage and print per-stage median milliseconds as JSON.
     Bench {
         #[command(subcommand)]
@@ -47,6 +57,130 @@ enum BenchStage {
         #[arg(long, default_value_t = 15)]
         iters: usize,
     },
+    /// Load a bundle and time each stage of `describe` (median of `--iters`).
+    Model {
+        #[command(flatten)]
+        run: DescribeArgs,
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+    },
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    /// LAVIS BLIP-2 checkpoint (blip2_pretrained_flant5xl.pth).
+    #[arg(long)]
+    blip2: PathBuf,
+    /// DynRefer checkpoint (vg1.2_5e.pth, refcocog_ft.pth); its Q-Former and t5_proj win.
+    #[arg(long)]
+    dynrefer: PathBuf,
+    /// LAVIS' eva_vit_g.pth, when the BLIP-2 file holds no visual_encoder.
+    #[arg(long)]
+    vit: Option<PathBuf>,
+    /// Hugging Face flan-t5-xl folder (config.json, tokenizer.json, safetensors).
+    #[arg(long)]
+    t5: PathBuf,
+    /// EVA-CLIP checkpoint (eva_clip_psz14.pt), for the text tower.
+    #[arg(long)]
+    clip_text: PathBuf,
+    /// CLIP BPE merges (bpe_simple_vocab_16e6.txt.gz).
+    #[arg(long)]
+    bpe: PathBuf,
+    /// RAM tag list (ram_tag_list.txt).
+    #[arg(long)]
+    tags: PathBuf,
+    /// OVAD attributes (ovad2000.json).
+    #[arg(long)]
+    attributes: PathBuf,
+    /// Class names, a JSON list (coco.json).
+    #[arg(long)]
+    classes: PathBuf,
+    /// What shapes cannot tell (heads, views, image size...); defaults are the official model's.
+    #[arg(long)]
+    arch: Option<PathBuf>,
+    /// Weight storage.
+    #[arg(long, default_value = "f32")]
+    quant: String,
+    /// A name for the page and `describe`.
+    #[arg(long, default_value = "DynRefer-FlanT5")]
+    name: String,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct DescribeArgs {
+    /// A bundle folder written by `dynrefer convert`.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// The photo (PNG, JPEG, WebP, GIF or BMP); turned upright by its EXIF orientation.
+    #[arg(long, value_name = "IMG")]
+    image: PathBuf,
+    /// The region in image pixels: X1,Y1,X2,Y2 (fractions allowed).
+    #[arg(long = "box", value_name = "X1,Y1,X2,Y2", allow_hyphen_values = true)]
+    region: String,
+    /// Number of views (default: the model's).
+    #[arg(long)]
+    num_views: Option<usize>,
+    /// Beam width; 1 = greedy.
+    #[arg(long, default_value_t = 5)]
+    beams: usize,
+    #[arg(long, default_value_t = 30)]
+    max_new_tokens: usize,
+    /// Tags scoring above this are listed and steer the caption (default: the model's).
+    #[arg(long)]
+    tag_threshold: Option<f32>,
+    /// Words that steer the caption, e.g. "red hat,|dog".
+    #[arg(long, allow_hyphen_values = true)]
+    controls: Option<String>,
+    /// Where to run: cpu (burn's CPU backend) or gpu (burn's wgpu backend; build with --features wgpu).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Refuse photos larger than this, before decoding them.
+    #[arg(long, default_value_t = DEFAULT_MAX_PIXELS as f64 / 1e6, value_name = "MP")]
+    max_megapixels: f64,
+}
+
+impl DescribeArgs {
+    fn options(&self) -> Result<DescribeOptions, Failure> {
+        if self.beams == 0 {
+            return Err(Failure("--beams must be at least 1".into()));
+        }
+        if self.num_views == Some(0) {
+            return Err(Failure("--num-views must be at least 1".into()));
+        }
+        Ok(DescribeOptions {
+            num_views: self.num_views,
+            beams: self.beams,
+            max_new_tokens: self.max_new_tokens,
+            tag_threshold: self.tag_threshold,
+            controls: self.controls.clone(),
+            ..DescribeOptions::default()
+        })
+    }
+
+    fn device(&self) -> Result<Device, Failure> {
+        match self.device.as_str() {
+            "cpu" => Ok(Device::flex()),
+            #[cfg(feature = "wgpu")]
+            "gpu" => Device::wgpu_options().init().map_err(|e| Failure(format!("--device gpu: no wgpu adapter: {e}"))),
+            #[cfg(not(feature = "wgpu"))]
+            "gpu" => Err(Failure("--device gpu: this build has no GPU backend (build with --features wgpu)".into())),
+            other => Err(Failure(format!("--device {other}: expected cpu or gpu"))),
+        }
+    }
+
+    fn load(&self) -> Result<(Describer, RgbImage, RegionBox, DescribeOptions), Failure> {
+        let options = self.options()?;
+        let region: RegionBox = self.region.parse().map_err(|e| Failure(format!("--box {}: {e}", self.region)))?;
+        let bytes = std::fs::read(&self.image)
+            .map_err(|e| Failure(format!("{}: cannot read the file: {e}", self.image.display())))?;
+        let photo = decode_photo(&bytes, (self.max_megapixels * 1e6) as u64)
+            .map_err(|e| Failure(format!("{}: {e}", self.image.display())))?;
+        let describer =
+            Describer::open_dir(&self.model, &self.device()?, |_| {}).map_err(|e| Failure(e.to_string()))?;
+        Ok((describer, photo, region, options))
+    }
 }
 
 #[derive(Args)]
@@ -143,6 +277,85 @@ fn bench_views(input: &ViewInput, iters: usize) -> Result<serde_json::Value, Fai
     }))
 }
 
+fn run_convert(args: &ConvertArgs) -> Result<(), Failure> {
+    if args.quant != "f32" {
+        return Err(Failure(format!("--quant {}: only f32 bundles exist so far", args.quant)));
+    }
+    let inputs = Inputs {
+        blip2: args.blip2.clone(),
+        dynrefer: args.dynrefer.clone(),
+        vit: args.vit.clone(),
+        t5: args.t5.clone(),
+        clip_text: args.clip_text.clone(),
+        bpe: args.bpe.clone(),
+        tags: args.tags.clone(),
+        attributes: args.attributes.clone(),
+        classes: args.classes.clone(),
+        arch: args.arch.clone(),
+    };
+    let manifest = convert(&inputs, &args.out, &args.name).map_err(|e| Failure(e.to_string()))?;
+    let summary = serde_json::json!({
+        "out": args.out,
+        "shards": manifest.shards.len(),
+        "tensors": manifest.tensors.len(),
+        "bytes": manifest.total_bytes(),
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+fn describe_error(args: &DescribeArgs, e: impl std::fmt::Display) -> Failure {
+    Failure(format!("{}: {e}", args.image.display()))
+}
+
+fn bench_model(args: &DescribeArgs, iters: usize) -> Result<serde_json::Value, Failure> {
+    let (describer, photo, region, options) = args.load()?;
+    let mut stages: HashMap<&'static str, Vec<f64>> = HashMap::new();
+    let mut tokens = Vec::new();
+    for i in 0..=iters.max(1) {
+        let mut last = Instant::now();
+        let mut clock = |_: &'static str| {
+            let ms = last.elapsed().as_secs_f64() * 1e3;
+            last = Instant::now();
+            Some(ms)
+        };
+        let (description, timings) =
+            describer.describe_timed(&photo, region, &options, &mut clock).map_err(|e| describe_error(args, e))?;
+        if i == 0 {
+            continue; // warm-up
+        }
+        tokens.push(description.caption_ids.len());
+        for (stage, ms) in timings {
+            stages.entry(stage).or_default().push(ms);
+        }
+    }
+    let mut median: serde_json::Map<String, serde_json::Value> =
+        stages.into_iter().filter(|(s, _)| *s != "start").map(|(s, v)| (s.to_string(), median_ms(v).into())).collect();
+    let tokens = tokens.iter().sum::<usize>() as f64 / tokens.len() as f64;
+    if let (Some(first), Some(rest)) = (median.get("first_token").cloned(), median.get("decoder").cloned()) {
+        let per_token = rest.as_f64().unwrap_or(0.0) / (tokens - 1.0).max(1.0);
+        median.insert("per_token".into(), per_token.into());
+        median.insert("first_token".into(), first);
+    }
+    let config = &describer.manifest.config;
+    Ok(serde_json::json!({
+        "stage": "model",
+        "model": describer.manifest.name,
+        "config": {
+            "vit": [config.visual.vit.width, config.visual.vit.depth],
+            "qformer": [config.qformer.width, config.qformer.layers],
+            "t5": [config.t5.d_model, config.t5.num_layers, config.t5.num_decoder_layers],
+            "views": options.num_views.unwrap_or(config.num_views),
+            "image_size": config.image_size,
+            "beams": options.beams,
+        },
+        "device": args.device,
+        "iters": iters,
+        "mean_tokens": tokens,
+        "median_ms": median,
+    }))
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Views { input, dump } => {
@@ -153,8 +366,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             println!("{}", serde_json::to_string(&views).expect("views serialise"));
         }
+        Command::Convert(args) => run_convert(&args)?,
+        Command::Describe { run } => {
+            let (describer, photo, region, options) = run.load()?;
+            let description = describer.describe(&photo, region, &options).map_err(|e| describe_error(&run, e))?;
+            println!("{}", serde_json::to_string(&description).expect("a description serialises"));
+        }
         Command::Bench { stage: BenchStage::Views { input, iters } } => {
             println!("{}", bench_views(&input, iters)?);
+        }
+        Command::Bench { stage: BenchStage::Model { run, iters } } => {
+            println!("{}", bench_model(&run, iters)?);
         }
     }
     Ok(())

@@ -4,6 +4,7 @@ pub mod align;
 pub mod attention;
 pub mod bert;
 pub mod clip_text;
+pub mod dynrefer;
 pub mod fuse;
 pub mod heads;
 pub mod qformer;

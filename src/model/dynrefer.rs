@@ -1,0 +1,164 @@
+//! The whole DynRefer-T5 model: the visual side, the Q-Former, the three heads with their
+//! vocabulary embeddings, and FlanT5 fed by `t5_proj` and the control words (checklist 9–24).
+//!
+//! Module paths are the official keys under one prefix per source file ([`official_path`]), so
+//! the converter is a table and a bundle's tensor names say where each came from.
+
+use burn::module::Param;
+use burn::nn::{Linear, LinearConfig};
+use burn::prelude::*;
+
+use super::clip_text::{ClipText, ClipTextConfig};
+use super::heads::{HeadScores, Heads, HeadsConfig, Vocabularies};
+use super::qformer::{Qformer, QformerConfig};
+use super::t5::{T5, T5_KEY_REMAP, T5Config};
+use super::visual::{Visual, VisualConfig, VisualOutput};
+use super::{KEY_REMAP, fuse::FUSE_KEYS};
+
+/// Every size of the model. The converter reads them from the checkpoints' shapes and the
+/// `--arch` file; defaults are DynRefer-FlanT5-XL's (DESIGN §2).
+#[derive(Config, Debug)]
+pub struct DynReferConfig {
+    pub visual: VisualConfig,
+    pub qformer: QformerConfig,
+    pub heads: HeadsConfig,
+    pub clip_text: ClipTextConfig,
+    pub t5: T5Config,
+    /// Views per region and their pixel size.
+    #[config(default = 3)]
+    pub num_views: usize,
+    #[config(default = 224)]
+    pub image_size: usize,
+    /// Tokens of the control words fed to T5 (`</s>` included).
+    #[config(default = 32)]
+    pub max_txt_len: usize,
+    /// Entries of each vocabulary (tags, attribute templates, classes).
+    pub vocab_sizes: [usize; 3],
+}
+
+/// The vocabularies' text embeddings, computed once by the EVA-CLIP text tower at conversion.
+#[derive(Module, Debug)]
+pub struct VocabEmbeddings {
+    pub tags: Param<Tensor<2>>,
+    pub attribute_templates: Param<Tensor<2>>,
+    pub classes: Param<Tensor<2>>,
+}
+
+#[derive(Module, Debug)]
+pub struct DynRefer {
+    pub visual: Visual,
+    pub qformer: Qformer,
+    pub t5_proj: Linear,
+    pub heads: Heads,
+    /// Added to every control-word embedding, [d_model].
+    pub cem_memory: Param<Tensor<1>>,
+    pub t5: T5,
+    pub vocab: VocabEmbeddings,
+    /// Kept for custom vocabularies; not run by `describe`.
+    pub clip_text: ClipText,
+}
+
+impl DynReferConfig {
+    pub fn init(&self, device: &Device) -> DynRefer {
+        let [tags, templates, classes] = self.vocab_sizes;
+        let text = self.clip_text.embed_dim;
+        let table = |n: usize| Param::from_tensor(Tensor::zeros([n, text], device));
+        DynRefer {
+            visual: self.visual.init(device),
+            qformer: self.qformer.init(device),
+            t5_proj: LinearConfig::new(self.qformer.width, self.t5.d_model).init(device),
+            heads: self.heads.init(device),
+            cem_memory: Param::from_tensor(Tensor::zeros([self.t5.d_model], device)),
+            t5: self.t5.init(device),
+            vocab: VocabEmbeddings { tags: table(tags), attribute_templates: table(templates), classes: table(classes) },
+            clip_text: self.clip_text.init(device),
+        }
+    }
+}
+
+/// Which official file a tensor comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// LAVIS BLIP-2 (and DynRefer's checkpoint, which overrides it): everything but T5 and CLIP.
+    Lavis,
+    /// The HF FlanT5 folder.
+    T5,
+    /// EVA-CLIP, keys already without their `text.` prefix.
+    ClipText,
+}
+
+/// The module path of an official key, or `None` for keys the model does not use.
+pub fn official_path(source: Source, key: &str) -> Option<String> {
+    let remap = |key: &str, table: &[(&str, &str)]| {
+        table.iter().fold(key.to_string(), |k, (pattern, to)| {
+            regex::Regex::new(pattern).expect("a valid key pattern").replace_all(&k, *to).into_owned()
+        })
+    };
+    match source {
+        Source::T5 => {
+            let unused = key.ends_with("embed_tokens.weight"); // tied to `shared`
+            (!unused).then(|| format!("t5.{}", remap(key, T5_KEY_REMAP)))
+        }
+        Source::ClipText => (key != "logit_scale").then(|| format!("clip_text.{key}")),
+        Source::Lavis => {
+            let (prefix, rest) = if let Some(rest) = key.strip_prefix("Qformer.bert.") {
+                ("qformer", rest)
+            } else if key == "query_tokens" {
+                ("qformer", key)
+            } else if ["visual_encoder.", "ln_vision.", "cvem_align.", "cvem_mlp."].iter().any(|p| key.starts_with(p)) {
+                ("visual", key)
+            } else if ["tag_", "attr_"].iter().any(|p| key.starts_with(p)) && !["attr_t", "attr_b"].contains(&key) {
+                ("heads", key)
+            } else if key.starts_with("t5_proj.") || key == "cem_memory" {
+                return Some(key.to_string());
+            } else {
+                return None;
+            };
+            let table: Vec<(&str, &str)> = KEY_REMAP.iter().chain(FUSE_KEYS).copied().collect();
+            let path = format!("{prefix}.{}", remap(rest, &table));
+            // the Q-Former's text branch and embeddings are not used for queries
+            let text_branch = ["embeddings.position_ids", "embeddings.word_embeddings", "embeddings.position_embeddings"]
+                .iter()
+                .any(|p| rest.starts_with(p))
+                || regex::Regex::new(r"^encoder\.layer\.\d+\.(intermediate|output)\.").unwrap().is_match(rest);
+            (!(prefix == "qformer" && text_branch)).then_some(path)
+        }
+    }
+}
+
+/// The tensors the pipeline computes for one region, kept for parity checks.
+pub struct Intermediates {
+    pub visual: VisualOutput,
+    /// [1, queries, qformer width]
+    pub qformer: Tensor<3>,
+    pub scores: HeadScores,
+}
+
+impl DynRefer {
+    /// The vocabularies as the heads read them.
+    pub fn vocabularies(&self, templates_per_attribute: Vec<usize>) -> Vocabularies {
+        Vocabularies {
+            tags: self.vocab.tags.val(),
+            attribute_templates: self.vocab.attribute_templates.val(),
+            templates_per_attribute,
+            classes: self.vocab.classes.val(),
+        }
+    }
+
+    /// `pixels` [views, 3, S, S] and each view's region box → the region's queries and scores.
+    pub fn encode_region(&self, pixels: Tensor<4>, region_boxes: &[[f32; 4]], vocab: &Vocabularies) -> Intermediates {
+        let visual = self.visual.forward(pixels, region_boxes);
+        let qformer = self.qformer.forward(visual.fused.clone()); // [1, queries, width]
+        let scores = self.heads.forward(qformer.clone(), vocab);
+        Intermediates { visual, qformer, scores }
+    }
+
+    /// T5's input: `[t5_proj(queries) ; embed(control ids) + cem_memory]` → [1, tokens, d_model].
+    pub fn t5_inputs(&self, queries: Tensor<3>, control_ids: &[u32]) -> Tensor<3> {
+        let device = queries.device();
+        let ids: Vec<i64> = control_ids.iter().map(|&i| i64::from(i)).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, control_ids.len()]), &device);
+        let control = self.t5.shared.forward(ids) + self.cem_memory.val().unsqueeze::<3>();
+        Tensor::cat(vec![self.t5_proj.forward(queries), control], 1)
+    }
+}
