@@ -126,7 +126,8 @@ impl Describer {
         mut progress: impl FnMut(Progress),
     ) -> Result<Describer, OpenError> {
         let bundle = dir.display().to_string();
-        let read = |file: &str| std::fs::read(dir.join(file)).map_err(|e| OpenError::Io(format!("{bundle}: {file}"), e));
+        let read =
+            |file: &str| std::fs::read(dir.join(file)).map_err(|e| OpenError::Io(format!("{bundle}: {file}"), e));
         let manifest = Manifest::parse(&bundle, &read(MANIFEST)?)?;
         let total = manifest.total_bytes();
         let tokenizer = read(&manifest.t5_tokenizer.file)?;

@@ -18,8 +18,8 @@ use burn::store::{
 };
 use serde::Deserialize;
 
-use crate::bundle::{FORMAT, FileEntry, MANIFEST, MAX_SHARD_BYTES, Manifest, TensorEntry, VERSION, VocabularyNames};
 use crate::bundle::sha256_hex;
+use crate::bundle::{FORMAT, FileEntry, MANIFEST, MAX_SHARD_BYTES, Manifest, TensorEntry, VERSION, VocabularyNames};
 use crate::decode::clip_bpe::ClipBpe;
 use crate::model::clip_text::ClipTextConfig;
 use crate::model::dynrefer::{DynReferConfig, Source, official_path};
@@ -105,10 +105,7 @@ struct Entry {
 fn read_pth(path: &Path) -> Result<Vec<(String, PackTensor)>, ConvertError> {
     let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
     let tensors = store.get_all_tensors().map_err(|e| file_err(path, format!("not a PyTorch checkpoint: {e}")))?;
-    Ok(tensors
-        .iter()
-        .map(|(k, t)| (k.strip_prefix("model.").unwrap_or(k).to_string(), t.clone()))
-        .collect())
+    Ok(tensors.iter().map(|(k, t)| (k.strip_prefix("model.").unwrap_or(k).to_string(), t.clone())).collect())
 }
 
 fn read_safetensors(path: &Path) -> Result<Vec<(String, PackTensor)>, ConvertError> {
@@ -126,7 +123,8 @@ fn read_t5_weights(dir: &Path) -> Result<Vec<(PathBuf, String, PackTensor)>, Con
     } else if index.exists() {
         let text = std::fs::read_to_string(&index).map_err(|e| file_err(&index, e))?;
         let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_err(&index, e))?;
-        let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| file_err(&index, "no weight_map"))?;
+        let map =
+            json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| file_err(&index, "no weight_map"))?;
         let mut files: Vec<String> = map.values().filter_map(|v| v.as_str().map(String::from)).collect();
         files.sort();
         files.dedup();
@@ -258,7 +256,9 @@ impl ShardWriter {
         let views: Vec<(String, safetensors::tensor::TensorView)> = self
             .pending
             .iter()
-            .map(|(n, s, d)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap()))
+            .map(|(n, s, d)| {
+                (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())
+            })
             .collect();
         let bytes = safetensors::serialize(views, None).map_err(|e| file_err(&self.dir.join(&file), e))?;
         std::fs::write(self.dir.join(&file), &bytes).map_err(|e| file_err(&self.dir.join(&file), e))?;
@@ -271,7 +271,8 @@ impl ShardWriter {
 
 /// f32 little-endian bytes of any float tensor.
 fn f32_bytes(entry: &Entry) -> Result<Vec<u8>, ConvertError> {
-    let err = |m: String| ConvertError::Key { file: entry.file.display().to_string(), key: entry.key.clone(), message: m };
+    let err =
+        |m: String| ConvertError::Key { file: entry.file.display().to_string(), key: entry.key.clone(), message: m };
     let data = bridge::to_data(&entry.tensor).map_err(|e| err(format!("unreadable: {e}")))?;
     if !data.dtype().is_float() {
         return Err(err(format!("{:?} where a float tensor was expected", data.dtype())));
@@ -371,7 +372,8 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
     let t5 = T5Config::from_hf_json(&read_text(&t5_config_path)?)
         .map_err(|e| file_err(&t5_config_path, e))?
         .with_tie_word_embeddings(!entries.contains_key("t5.lm_head.weight"));
-    let shapes: HashMap<String, Vec<usize>> = entries.iter().map(|(k, e)| (k.clone(), e.tensor.shape.to_vec())).collect();
+    let shapes: HashMap<String, Vec<usize>> =
+        entries.iter().map(|(k, e)| (k.clone(), e.tensor.shape.to_vec())).collect();
     let config = infer_config(&shapes, &arch, t5, [tags.len(), templates.len(), classes.len()])?;
     let device = Device::flex();
     let model = config.init(&device);
@@ -404,14 +406,20 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
     drop(model);
 
     std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
-    let mut writer =
-        ShardWriter { dir: out.to_path_buf(), pending: vec![], pending_bytes: 0, shards: vec![], tensors: BTreeMap::new() };
+    let mut writer = ShardWriter {
+        dir: out.to_path_buf(),
+        pending: vec![],
+        pending_bytes: 0,
+        shards: vec![],
+        tensors: BTreeMap::new(),
+    };
     let mut bar = ProgressBar { total: entries.len() + 3, done: 0, tty: std::io::stderr().is_terminal() };
     let mut clip_tensors = Vec::new();
     for (path, entry) in &entries {
         let data = f32_bytes(entry)?;
         if let Some(rest) = path.strip_prefix("clip_text.") {
-            let data_f32 = TensorData::from_bytes_vec(data.clone(), entry.tensor.shape.to_vec(), burn::tensor::DType::F32);
+            let data_f32 =
+                TensorData::from_bytes_vec(data.clone(), entry.tensor.shape.to_vec(), burn::tensor::DType::F32);
             clip_tensors.push(bridge::from_data(data_f32, rest.to_string(), None));
         }
         writer.add(path.clone(), entry.tensor.shape.to_vec(), data)?;
@@ -421,7 +429,8 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
 
     // the vocabularies' text embeddings
     let mut clip = config.clip_text.init(&device);
-    let adapter: Box<dyn ModuleAdapter> = Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(burn::tensor::DType::F32)));
+    let adapter: Box<dyn ModuleAdapter> =
+        Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(burn::tensor::DType::F32)));
     let applied = clip.apply(clip_tensors, None, Some(adapter), false);
     if !applied.missing.is_empty() || !applied.errors.is_empty() {
         return Err(file_err(&inputs.clip_text, format!("does not fit the text tower: {applied}")));
@@ -434,8 +443,7 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
     ] {
         let mut rows = Vec::new();
         for batch in texts.chunks(64) {
-            let tokens: Vec<i64> =
-                batch.iter().flat_map(|t| bpe.tokenize(t, context)).map(i64::from).collect();
+            let tokens: Vec<i64> = batch.iter().flat_map(|t| bpe.tokenize(t, context)).map(i64::from).collect();
             let tokens = Tensor::<2, Int>::from_data(TensorData::new(tokens, [batch.len(), context]), &device);
             rows.extend(clip.forward(tokens).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32"));
         }

@@ -70,7 +70,11 @@ impl DynReferConfig {
             heads: self.heads.init(device),
             cem_memory: Param::from_tensor(Tensor::zeros([self.t5.d_model], device)),
             t5: self.t5.init(device),
-            vocab: VocabEmbeddings { tags: table(tags), attribute_templates: table(templates), classes: table(classes) },
+            vocab: VocabEmbeddings {
+                tags: table(tags),
+                attribute_templates: table(templates),
+                classes: table(classes),
+            },
             clip_text: self.clip_text.init(device),
         }
     }
@@ -117,10 +121,11 @@ pub fn official_path(source: Source, key: &str) -> Option<String> {
             let table: Vec<(&str, &str)> = KEY_REMAP.iter().chain(FUSE_KEYS).copied().collect();
             let path = format!("{prefix}.{}", remap(rest, &table));
             // the Q-Former's text branch and embeddings are not used for queries
-            let text_branch = ["embeddings.position_ids", "embeddings.word_embeddings", "embeddings.position_embeddings"]
-                .iter()
-                .any(|p| rest.starts_with(p))
-                || regex::Regex::new(r"^encoder\.layer\.\d+\.(intermediate|output)\.").unwrap().is_match(rest);
+            let text_branch =
+                ["embeddings.position_ids", "embeddings.word_embeddings", "embeddings.position_embeddings"]
+                    .iter()
+                    .any(|p| rest.starts_with(p))
+                    || regex::Regex::new(r"^encoder\.layer\.\d+\.(intermediate|output)\.").unwrap().is_match(rest);
             (!(prefix == "qformer" && text_branch)).then_some(path)
         }
     }

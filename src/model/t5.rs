@@ -327,7 +327,13 @@ impl T5Attention {
     }
 
     /// `x` [batch, queries, d_model] over `kv`; T5 does not scale the scores.
-    fn attend(&self, x: Tensor<3>, kv: &KeyValues, bias: Option<Tensor<4>>, mask: Option<Tensor<4, Bool>>) -> Tensor<3> {
+    fn attend(
+        &self,
+        x: Tensor<3>,
+        kv: &KeyValues,
+        bias: Option<Tensor<4>>,
+        mask: Option<Tensor<4, Bool>>,
+    ) -> Tensor<3> {
         let q = split_heads(self.q.forward(x), self.heads);
         let options = AttentionModuleOptions { scale: Some(1.0), ..Default::default() };
         let out = attention(q, kv.keys.clone(), kv.values.clone(), mask, bias, options);
@@ -382,8 +388,12 @@ impl T5 {
         // later positions are hidden; with one new token there are none
         let mask = (new > 1).then(|| {
             let hidden: Vec<bool> = (0..new).flat_map(|q| (0..total).map(move |k| k > q + past)).collect();
-            Tensor::<4, Bool>::from_data(TensorData::new(hidden, [1, 1, new, total]), &device)
-                .expand([batch, first.heads, new, total])
+            Tensor::<4, Bool>::from_data(TensorData::new(hidden, [1, 1, new, total]), &device).expand([
+                batch,
+                first.heads,
+                new,
+                total,
+            ])
         });
         let mut h = self.shared.forward(ids); // [batch, new, d_model]
         for (i, block) in self.decoder.block.iter().enumerate() {

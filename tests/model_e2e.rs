@@ -1,0 +1,225 @@
+//! The real `dynrefer convert` and `describe` against the PyTorch reference, on a tiny DynRefer
+//! written in the official file formats (tests/data/e2e, made by `tools/gen_e2e_fixture.py` with
+//! the reference's `make_fixture.py`): the intermediate tensors, the tag sets, the scores, and
+//! the caption ids for beams 1, beams 3 and beams 3 with control words.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use burn::prelude::*;
+use safetensors::SafeTensors;
+use serde_json::Value;
+
+use dynrefer::describe::Describer;
+use dynrefer::photo::{DEFAULT_MAX_PIXELS, decode_photo};
+
+const TAG_TOL: f64 = 2e-3;
+const ATTR_TOL: f64 = 2e-3;
+const CLASS_TOL: f64 = 5e-3;
+const CAPTION_SCORE_RTOL: f64 = 1e-3;
+
+fn fixture(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/e2e").join(file)
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("dynrefer-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn dynrefer(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_dynrefer")).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "dynrefer {args:?} failed: {stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The bundle converted once per test run, with the CLI, from the official-format files.
+fn bundle() -> &'static Path {
+    static BUNDLE: OnceLock<PathBuf> = OnceLock::new();
+    BUNDLE.get_or_init(|| {
+        let out = scratch("bundle").join("model");
+        let f = |p: &str| fixture(p).display().to_string();
+        dynrefer(&[
+            "convert",
+            "--blip2",
+            &f("blip2.pth"),
+            "--dynrefer",
+            &f("dynrefer.pth"),
+            "--t5",
+            &f("t5"),
+            "--clip-text",
+            &f("clip_text.pt"),
+            "--bpe",
+            &f("bpe_simple_vocab_16e6.txt.gz"),
+            "--tags",
+            &f("ram_tag_list.txt"),
+            "--attributes",
+            &f("ovad2000.json"),
+            "--classes",
+            &f("coco.json"),
+            "--arch",
+            &f("arch.json"),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        out
+    })
+}
+
+fn expected() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture("expected.json")).unwrap()).unwrap()
+}
+
+fn photo_path(name: &str) -> PathBuf {
+    let dir = scratch(&format!("photo-{name}"));
+    let photo = common::photos().into_iter().find(|p| p.name == name).expect("a test photo");
+    let path = dir.join(format!("{name}.png"));
+    std::fs::write(&path, photo.png).unwrap();
+    path
+}
+
+fn box_arg(case: &Value) -> String {
+    let b: Vec<String> = case["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap().to_string()).collect();
+    b.join(",")
+}
+
+fn max_abs(a: &Value, b: &Value) -> f64 {
+    let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            assert_eq!(x["name"], y["name"], "names and order");
+            (x["score"].as_f64().unwrap() - y["score"].as_f64().unwrap()).abs()
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn convert_and_describe_match_the_reference() {
+    let exp = expected();
+    let model = bundle().to_str().unwrap().to_string();
+    let (mut tag, mut attr, mut class, mut score) = (0f64, 0f64, 0f64, 0f64);
+    let mut runs = 0;
+    for (i, case) in exp["model_cases"].as_array().unwrap().iter().enumerate() {
+        let image = photo_path(case["image"].as_str().unwrap());
+        let controls = case["runs"]["3+controls"]["controls"].as_str().unwrap().to_string();
+        for (run, extra) in [
+            ("1", vec!["--beams", "1"]),
+            ("3", vec!["--beams", "3"]),
+            ("3+controls", vec!["--beams", "3", "--controls", &controls]),
+        ] {
+            let mut args = vec![
+                "describe".to_string(),
+                "--model".into(),
+                model.clone(),
+                "--image".into(),
+                image.display().to_string(),
+                "--box".into(),
+                box_arg(case),
+                "--num-views".into(),
+                case["num_views"].to_string(),
+                "--max-new-tokens".into(),
+                case["max_new_tokens"].to_string(),
+                "--tag-threshold".into(),
+                case["tag_threshold"].to_string(),
+            ];
+            args.extend(extra.iter().map(|s| s.to_string()));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let got: Value = serde_json::from_str(&dynrefer(&args)).unwrap();
+            let want = &case["runs"][run];
+            assert_eq!(got["caption_ids"], want["caption_ids"], "case {i} run {run}: caption ids");
+            assert_eq!(got["caption"], want["caption"], "case {i} run {run}: caption");
+            let (g, w) = (got["caption_score"].as_f64().unwrap(), want["caption_score"].as_f64().unwrap());
+            score = score.max((g - w).abs() / w.abs().max(1e-30));
+            runs += 1;
+            if run != "3" {
+                continue;
+            }
+            assert_eq!(got["views"], case["views"], "case {i}: views");
+            let names = |v: &Value| -> Vec<Value> { v.as_array().unwrap().iter().map(|t| t["name"].clone()).collect() };
+            assert_eq!(names(&got["tags"]), names(&case["tags"]), "case {i}: tag set");
+            tag = tag.max(max_abs(&got["tags"], &case["tags"]));
+            attr = attr.max(max_abs(&got["attributes"], &case["attributes"]));
+            class = class.max(max_abs(&got["classes"], &case["classes"]));
+        }
+    }
+    eprintln!("{runs} runs: max |diff| tag {tag:e} attribute {attr:e} class {class:e}, caption score (rel) {score:e}");
+    assert!(tag <= TAG_TOL && attr <= ATTR_TOL && class <= CLASS_TOL && score <= CAPTION_SCORE_RTOL);
+}
+
+/// The reference's intermediate tensors of every case.
+struct Expected(Vec<u8>);
+
+impl Expected {
+    fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Tensor<D> {
+        let st = SafeTensors::deserialize(&self.0).unwrap();
+        let t = st.tensor(name).unwrap_or_else(|_| panic!("{name}"));
+        let values: Vec<f32> = t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        Tensor::from_data(TensorData::new(values, t.shape().to_vec()), device)
+    }
+}
+
+fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b).abs().max().into_scalar()
+}
+
+#[test]
+fn intermediate_tensors_match_the_reference() {
+    let device = Device::flex();
+    let describer = Describer::open_dir(bundle(), &device, |_| {}).unwrap();
+    let exp = expected();
+    let tensors = Expected(std::fs::read(fixture("expected_tensors.safetensors")).unwrap());
+    let mut worst = std::collections::BTreeMap::<&str, f32>::new();
+    for (i, case) in exp["model_cases"].as_array().unwrap().iter().enumerate() {
+        let name = case["image"].as_str().unwrap();
+        let png = common::photos().into_iter().find(|p| p.name == name).unwrap().png;
+        let photo = decode_photo(&png, DEFAULT_MAX_PIXELS).unwrap();
+        let region = box_arg(case).parse().unwrap();
+        let views = describer.views(&photo, region, None).unwrap();
+        let out = describer.encode(&views);
+        let control: Vec<u32> =
+            case["runs"]["3"]["control_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let t5_inputs = describer.model().t5_inputs(out.qformer.clone(), &control).squeeze_dim::<2>(0);
+        let e = |k: &str| format!("model{i}.{k}");
+        for (key, d) in [
+            ("region_boxes", {
+                let b: Vec<f32> = views.views.iter().flat_map(|v| v.region_box).collect();
+                let n = views.views.len();
+                max_diff(
+                    Tensor::<2>::from_data(TensorData::new(b, [n, 4]), &device),
+                    tensors.tensor(&e("region_boxes"), &device),
+                )
+            }),
+            ("vit", max_diff(out.visual.vit, tensors.tensor(&e("vit"), &device))),
+            ("rois", max_diff(out.visual.rois, tensors.tensor(&e("rois"), &device))),
+            ("aligned", max_diff(out.visual.aligned, tensors.tensor(&e("aligned"), &device))),
+            ("fused", max_diff(out.visual.fused, tensors.tensor(&e("fused"), &device))),
+            ("qformer", max_diff(out.qformer, tensors.tensor(&e("qformer"), &device))),
+            ("t5_inputs", max_diff(t5_inputs, tensors.tensor(&e("t5_inputs_embeds"), &device))),
+        ] {
+            let w = worst.entry(key).or_default();
+            *w = w.max(d);
+        }
+    }
+    let vocab = describer.vocabularies();
+    for (key, ours) in [
+        ("global.clip_embeds", vocab.tags.clone()),
+        ("global.att_embeds", vocab.attribute_templates.clone()),
+        ("global.ov_embeds", vocab.classes.clone()),
+    ] {
+        worst.insert(key, max_diff(ours, tensors.tensor(key, &device)));
+    }
+    eprintln!("max |diff| per tensor: {worst:?}");
+    for (key, d) in worst {
+        let tol = if key == "region_boxes" { 0.0 } else { 1e-4 };
+        assert!(d <= tol, "{key}: {d}");
+    }
+}
