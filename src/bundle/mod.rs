@@ -144,11 +144,12 @@ impl Loader {
     pub fn add_shard(&mut self, index: usize, bytes: Vec<u8>) -> Result<(), BundleError> {
         let entry = &self.manifest.shards[index];
         Manifest::verify(&self.bundle, entry, &bytes)?;
-        let mut store = SafetensorsStore::from_bytes(Some(bytes)).with_from_adapter(PyTorchToBurnAdapter);
+        let mut store =
+            SafetensorsStore::from_bytes(Some(bytes)).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true);
         let result = self.model.load_from(&mut store).map_err(|e| BundleError::File {
             bundle: self.bundle.clone(),
             file: entry.file.clone(),
-            message: e.to_string(),
+            message: e.to_string().lines().next().unwrap_or_default().to_string(),
         })?;
         if !result.errors.is_empty() || !result.unused.is_empty() {
             let message = format!("does not fit the model: {:?} {:?}", result.errors, result.unused);

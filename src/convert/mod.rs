@@ -37,6 +37,8 @@ pub enum ConvertError {
     Key { file: String, key: String, message: String },
     #[error("no file provides {key} (expected shape {shape:?}; it belongs in {belongs})")]
     Missing { key: String, shape: Vec<usize>, belongs: &'static str },
+    #[error("the checkpoints do not fit together: {0}")]
+    Mismatch(String),
     #[error("--arch {file}: {message}")]
     Arch { file: String, message: String },
 }
@@ -177,6 +179,7 @@ pub fn attribute_prompts(ovad: &serde_json::Value) -> Result<(Vec<String>, Vec<u
 fn infer_config(
     shapes: &HashMap<String, Vec<usize>>,
     arch: &Arch,
+    arch_file: &str,
     t5: T5Config,
     vocab_sizes: [usize; 3],
 ) -> Result<DynReferConfig, ConvertError> {
@@ -220,6 +223,41 @@ fn infer_config(
         .with_context(dim("clip_text.positional_embedding", 0)?)
         .with_vocab(dim("clip_text.token_embedding.weight", 0)?)
         .with_embed_dim(dim("clip_text.text_projection", 1)?);
+    let checks = [
+        ("vision_heads", vit.width, arch.vision_heads, "the ViT width"),
+        ("qformer_heads", qformer.width, arch.qformer_heads, "the Q-Former width"),
+        ("head_heads", heads.width, arch.head_heads, "the heads' width"),
+        ("clip_text_heads", clip_text.width, arch.clip_text_heads, "the text tower's width"),
+        ("image_size", arch.image_size, vit.patch, "a multiple of the patch size"),
+        ("dcn_group", vit.width / 16, arch.dcn_group, "the ViT width / 16 (DCNv4 needs channels per group % 16 == 0)"),
+    ];
+    for (field, width, n, what) in checks {
+        if n == 0 || !width.is_multiple_of(n) {
+            let message = format!("{field} = {n} does not divide {what} ({width})");
+            return Err(ConvertError::Arch { file: arch_file.to_string(), message });
+        }
+    }
+    if arch.num_views == 0 || arch.cross_attention_freq == 0 || arch.max_txt_len == 0 {
+        let message = "num_views, cross_attention_freq and max_txt_len must be at least 1".to_string();
+        return Err(ConvertError::Arch { file: arch_file.to_string(), message });
+    }
+    let expected_tokens = (arch.image_size / vit.patch).pow(2) + 1;
+    let pos = dim("visual.visual_encoder.pos_embed", 1)?;
+    if pos != expected_tokens {
+        let message =
+            format!("image_size {} gives {expected_tokens} ViT tokens but pos_embed has {pos}", arch.image_size);
+        return Err(ConvertError::Arch { file: arch_file.to_string(), message });
+    }
+    let widths = [
+        ("the Q-Former's cross-attention reads", qformer.vision_width, "the ViT is", vit.width),
+        ("the heads read", heads.query_width, "the Q-Former is", qformer.width),
+        ("the heads' text projections read", heads.text_width, "the text tower's projection is", clip_text.embed_dim),
+    ];
+    for (reader, got, source, want) in widths {
+        if got != want {
+            return Err(ConvertError::Mismatch(format!("{reader} {got}-wide inputs but {source} {want} wide")));
+        }
+    }
     let visual = VisualConfig::new(vit).with_views(arch.num_views).with_dcn_group(arch.dcn_group);
     Ok(DynReferConfig::new(visual, qformer, heads, clip_text, t5, vocab_sizes)
         .with_num_views(arch.num_views)
@@ -374,7 +412,8 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
         .with_tie_word_embeddings(!entries.contains_key("t5.lm_head.weight"));
     let shapes: HashMap<String, Vec<usize>> =
         entries.iter().map(|(k, e)| (k.clone(), e.tensor.shape.to_vec())).collect();
-    let config = infer_config(&shapes, &arch, t5, [tags.len(), templates.len(), classes.len()])?;
+    let arch_file = inputs.arch.as_ref().map_or("(defaults)".to_string(), |p| p.display().to_string());
+    let config = infer_config(&shapes, &arch, &arch_file, t5, [tags.len(), templates.len(), classes.len()])?;
     let device = Device::flex();
     let model = config.init(&device);
     let expected = model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), false);
@@ -488,9 +527,9 @@ fn known_unused(source: Source, key: &str) -> bool {
             key.starts_with("Qformer.")
                 || key == "attr_t"
                 || key == "attr_b"
-                || key.starts_with("visual_encoder.norm.")
-                || key.starts_with("visual_encoder.head.")
-                || key.starts_with("visual_encoder.fc_norm.")
+                || ["visual_encoder.norm.", "visual_encoder.fc_norm.", "visual_encoder.head."]
+                    .iter()
+                    .any(|p| key.starts_with(p))
         }
         Source::T5 => true,
         Source::ClipText => key == "logit_scale",

@@ -105,6 +105,10 @@ pub fn official_path(source: Source, key: &str) -> Option<String> {
         }
         Source::ClipText => (key != "logit_scale").then(|| format!("clip_text.{key}")),
         Source::Lavis => {
+            let eva_head = ["visual_encoder.norm.", "visual_encoder.fc_norm.", "visual_encoder.head."];
+            if eva_head.iter().any(|p| key.starts_with(p)) {
+                return None; // EVA-CLIP's own output layers: BLIP-2 reads the last block's tokens
+            }
             let (prefix, rest) = if let Some(rest) = key.strip_prefix("Qformer.bert.") {
                 ("qformer", rest)
             } else if key == "query_tokens" {

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod pth;
+
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageFormat, RgbImage};
