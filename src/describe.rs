@@ -84,7 +84,7 @@ pub enum DescribeError {
 pub enum OpenError {
     #[error(transparent)]
     Bundle(#[from] BundleError),
-    #[error("{0}: {1}")]
+    #[error("{0}: cannot read: {1}")]
     Io(String, std::io::Error),
     #[error("{0}: {1}")]
     Tokenizer(String, TokenizerError),

@@ -223,3 +223,67 @@ fn intermediate_tensors_match_the_reference() {
         assert!(d <= tol, "{key}: {d}");
     }
 }
+
+fn describe_fails(model: &Path, image: &Path, extra: &[&str], needles: &[&str]) {
+    let mut args = vec!["describe", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap()];
+    args.extend(["--box", "10,10,60,50"]);
+    args.extend(extra);
+    let out = Command::new(env!("CARGO_BIN_EXE_dynrefer")).args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "{stderr:?} should name {n:?}");
+    }
+}
+
+/// A copy of the converted bundle whose `file` is changed by `edit`.
+fn broken_bundle(name: &str, file: &str, edit: impl FnOnce(Vec<u8>) -> Option<Vec<u8>>) -> PathBuf {
+    let dir = scratch(name).join("model");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(bundle()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    match edit(std::fs::read(dir.join(file)).unwrap()) {
+        Some(bytes) => std::fs::write(dir.join(file), bytes).unwrap(),
+        None => std::fs::remove_file(dir.join(file)).unwrap(),
+    }
+    dir
+}
+
+#[test]
+fn broken_bundles_and_inputs_give_one_clear_line() {
+    let image = photo_path("thumb");
+    let shard = "weights-00000.safetensors";
+
+    let missing = broken_bundle("missing", shard, |_| None);
+    describe_fails(&missing, &image, &[], &[shard, "cannot read"]);
+    let truncated = broken_bundle("truncated", shard, |b| Some(b[..b.len() - 100].to_vec()));
+    describe_fails(&truncated, &image, &[], &[shard, "truncated"]);
+    let tampered = broken_bundle("tampered", shard, |mut b| {
+        let n = b.len();
+        b[n - 10] ^= 0x40;
+        Some(b)
+    });
+    describe_fails(&tampered, &image, &[], &[shard, "SHA-256", "tampered"]);
+    let version = broken_bundle("version", "manifest.json", |b| {
+        Some(String::from_utf8(b).unwrap().replacen("\"version\": 1", "\"version\": 99", 1).into_bytes())
+    });
+    describe_fails(&version, &image, &[], &["manifest.json", "version"]);
+    let not_json = broken_bundle("json", "manifest.json", |_| Some(b"{\"format\"".to_vec()));
+    describe_fails(&not_json, &image, &[], &["manifest.json", "not JSON"]);
+    let tokenizer = broken_bundle("tokenizer", "tokenizer.json", |b| Some(b[..b.len() / 2].to_vec()));
+    describe_fails(&tokenizer, &image, &[], &["tokenizer.json"]);
+    describe_fails(Path::new("/nonexistent/bundle"), &image, &[], &["/nonexistent/bundle", "manifest.json"]);
+
+    let model = bundle();
+    describe_fails(model, Path::new("/nonexistent.png"), &[], &["/nonexistent.png"]);
+    describe_fails(model, &image, &["--beams", "0"], &["--beams"]);
+    describe_fails(model, &image, &["--box", "50,50,50,60"], &["--box"]);
+    describe_fails(model, &image, &["--box", "0,0,500,10"], &["--box"]);
+    describe_fails(model, &image, &["--num-views", "0"], &["--num-views"]);
+    #[cfg(not(feature = "wgpu"))]
+    describe_fails(model, &image, &["--device", "gpu"], &["--device gpu", "--features wgpu"]);
+}
