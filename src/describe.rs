@@ -168,50 +168,67 @@ impl Describer {
         region: RegionBox,
         options: &DescribeOptions,
     ) -> Result<Description, DescribeError> {
-        self.describe_timed(photo, region, options, &mut |_| None).map(|(d, _)| d)
+        self.run(photo, region, options, None).map(|(d, _)| d)
     }
 
-    /// The views, the region's encoding (ViT … Q-Former) and head scores.
-    pub fn encode(&self, views: &Views) -> Intermediates {
-        let n = views.views.len();
-        let size = views.size as usize;
-        let pixels = Tensor::<4>::from_data(TensorData::new(views.pixels(), [n, 3, size, size]), &self.device);
-        let boxes: Vec<[f32; 4]> = views.views.iter().map(|v| v.region_box).collect();
-        self.model.encode_region(pixels, &boxes, &self.vocab)
-    }
-
-    /// Like [`Describer::describe`], with each stage's time from `clock` (milliseconds).
+    /// Like [`Describer::describe`], with each stage's milliseconds measured by `clock` (a
+    /// monotonic time in milliseconds) after the device has finished the stage's work.
     pub fn describe_timed(
         &self,
         photo: &RgbImage,
         region: RegionBox,
         options: &DescribeOptions,
-        clock: &mut dyn FnMut(&'static str) -> Option<f64>,
+        clock: &mut dyn FnMut() -> f64,
+    ) -> Result<(Description, Timings), DescribeError> {
+        self.run(photo, region, options, Some(clock))
+    }
+
+    /// The views, the region's encoding (ViT … Q-Former) and head scores.
+    pub fn encode(&self, views: &Views) -> Intermediates {
+        self.encode_staged(views, &mut |_| {})
+    }
+
+    fn encode_staged(&self, views: &Views, stage: &mut dyn FnMut(&'static str)) -> Intermediates {
+        let n = views.views.len();
+        let size = views.size as usize;
+        let pixels = Tensor::<4>::from_data(TensorData::new(views.pixels(), [n, 3, size, size]), &self.device);
+        let boxes: Vec<[f32; 4]> = views.views.iter().map(|v| v.region_box).collect();
+        self.model.encode_region(pixels, &boxes, &self.vocab, stage)
+    }
+
+    fn run(
+        &self,
+        photo: &RgbImage,
+        region: RegionBox,
+        options: &DescribeOptions,
+        mut clock: Option<&mut dyn FnMut() -> f64>,
     ) -> Result<(Description, Timings), DescribeError> {
         if options.beams == 0 {
             return Err(DescribeError::Options("beams must be at least 1".into()));
         }
         let mut timings = Timings::new();
+        let mut last = clock.as_mut().map_or(0.0, |c| c());
         let mut lap = |stage: &'static str| {
-            if let Some(ms) = clock(stage) {
-                timings.push((stage, ms));
+            if let Some(clock) = clock.as_mut() {
+                // the stage's work may still be queued on the device
+                let _ = self.device.sync();
+                let now = clock();
+                timings.push((stage, now - last));
+                last = now;
             }
         };
-        lap("start");
         let views = self.views(photo, region, options.num_views)?;
         lap("views");
-        let encoded = self.encode(&views);
+        let encoded = self.encode_staged(&views, &mut lap);
         let scores = &encoded.scores;
-        let tag_scores = floats(scores.tags.clone());
-        lap("encode");
         let threshold = options.tag_threshold.unwrap_or(self.manifest.tag_threshold);
         let names = &self.manifest.vocabularies;
         let tags: Vec<Scored> = names
             .tags
             .iter()
-            .zip(&tag_scores)
-            .filter(|(_, s)| **s > threshold)
-            .map(|(n, &s)| Scored { name: n.clone(), score: s })
+            .zip(floats(scores.tags.clone()))
+            .filter(|(_, s)| *s > threshold)
+            .map(|(n, score)| Scored { name: n.clone(), score })
             .collect();
         let scored = |names: &[String], scores: Vec<f32>| {
             names.iter().zip(scores).map(|(n, score)| Scored { name: n.clone(), score }).collect::<Vec<_>>()

@@ -312,13 +312,9 @@ fn bench_model(args: &DescribeArgs, iters: usize) -> Result<serde_json::Value, F
     let (describer, photo, region, options) = args.load()?;
     let mut stages: HashMap<&'static str, Vec<f64>> = HashMap::new();
     let mut tokens = Vec::new();
+    let start = Instant::now();
     for i in 0..=iters.max(1) {
-        let mut last = Instant::now();
-        let mut clock = |_: &'static str| {
-            let ms = last.elapsed().as_secs_f64() * 1e3;
-            last = Instant::now();
-            Some(ms)
-        };
+        let mut clock = || start.elapsed().as_secs_f64() * 1e3;
         let (description, timings) =
             describer.describe_timed(&photo, region, &options, &mut clock).map_err(|e| describe_error(args, e))?;
         if i == 0 {
@@ -330,13 +326,11 @@ fn bench_model(args: &DescribeArgs, iters: usize) -> Result<serde_json::Value, F
         }
     }
     let mut median: serde_json::Map<String, serde_json::Value> =
-        stages.into_iter().filter(|(s, _)| *s != "start").map(|(s, v)| (s.to_string(), median_ms(v).into())).collect();
+        stages.into_iter().map(|(s, v)| (s.to_string(), median_ms(v).into())).collect();
     let tokens = tokens.iter().sum::<usize>() as f64 / tokens.len() as f64;
-    if let (Some(first), Some(rest)) = (median.get("first_token").cloned(), median.get("decoder").cloned()) {
-        let per_token = rest.as_f64().unwrap_or(0.0) / (tokens - 1.0).max(1.0);
-        median.insert("per_token".into(), per_token.into());
-        median.insert("first_token".into(), first);
-    }
+    let ms = |k: &str| median.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let per_token = (ms("first_token") + ms("decoder")) / tokens.max(1.0);
+    median.insert("per_token".into(), per_token.into());
     let config = &describer.manifest.config;
     Ok(serde_json::json!({
         "stage": "model",

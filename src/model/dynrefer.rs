@@ -154,11 +154,23 @@ impl DynRefer {
         }
     }
 
-    /// `pixels` [views, 3, S, S] and each view's region box → the region's queries and scores.
-    pub fn encode_region(&self, pixels: Tensor<4>, region_boxes: &[[f32; 4]], vocab: &Vocabularies) -> Intermediates {
-        let visual = self.visual.forward(pixels, region_boxes);
+    /// `pixels` [views, 3, S, S] and each view's region box → the region's queries and scores;
+    /// `stage` hears the name of each stage done (`vit`, `align_fuse`, `qformer`, `heads`).
+    pub fn encode_region(
+        &self,
+        pixels: Tensor<4>,
+        region_boxes: &[[f32; 4]],
+        vocab: &Vocabularies,
+        stage: &mut dyn FnMut(&'static str),
+    ) -> Intermediates {
+        let vit = self.visual.encode(pixels);
+        stage("vit");
+        let visual = self.visual.fuse(vit, region_boxes);
+        stage("align_fuse");
         let qformer = self.qformer.forward(visual.fused.clone()); // [1, queries, width]
+        stage("qformer");
         let scores = self.heads.forward(qformer.clone(), vocab);
+        stage("heads");
         Intermediates { visual, qformer, scores }
     }
 

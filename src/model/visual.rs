@@ -60,11 +60,19 @@ impl VisualConfig {
 impl Visual {
     /// `pixels` [views, 3, S, S] and each view's region box in view pixels → the fused tokens.
     pub fn forward(&self, pixels: Tensor<4>, region_boxes: &[[f32; 4]]) -> VisualOutput {
-        let [views, _, size, _] = pixels.dims();
-        let device = pixels.device();
-        let grid = size / self.patch;
-        let vit = self.ln_vision.forward(self.visual_encoder.forward(pixels)); // [v, 1+g², c]
-        let [_, tokens, c] = vit.dims();
+        self.fuse(self.encode(pixels), region_boxes)
+    }
+
+    /// Every view through the ViT and `ln_vision` → [views, 1 + grid², width].
+    pub fn encode(&self, pixels: Tensor<4>) -> Tensor<3> {
+        self.ln_vision.forward(self.visual_encoder.forward(pixels))
+    }
+
+    /// The region RoI-aligned in each view's tokens, the views aligned to view 0, then fused.
+    pub fn fuse(&self, vit: Tensor<3>, region_boxes: &[[f32; 4]]) -> VisualOutput {
+        let [views, tokens, c] = vit.dims();
+        let device = vit.device();
+        let grid = (tokens - 1).isqrt();
         let cfg = RoiAlignConfig {
             height: grid,
             width: grid,
