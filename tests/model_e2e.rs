@@ -32,6 +32,12 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// `--device gpu` (burn's wgpu backend) with `--features wgpu` and `DYNREFER_TEST_DEVICE=wgpu`.
+fn device() -> &'static str {
+    let wgpu = cfg!(feature = "wgpu") && std::env::var("DYNREFER_TEST_DEVICE").as_deref() == Ok("wgpu");
+    if wgpu { "gpu" } else { "cpu" }
+}
+
 fn dynrefer(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_dynrefer")).args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -129,6 +135,8 @@ fn convert_and_describe_match_the_reference() {
                 case["max_new_tokens"].to_string(),
                 "--tag-threshold".into(),
                 case["tag_threshold"].to_string(),
+                "--device".into(),
+                device().into(),
             ];
             args.extend(extra.iter().map(|s| s.to_string()));
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -150,7 +158,10 @@ fn convert_and_describe_match_the_reference() {
             class = class.max(max_abs(&got["classes"], &case["classes"]));
         }
     }
-    eprintln!("{runs} runs: max |diff| tag {tag:e} attribute {attr:e} class {class:e}, caption score (rel) {score:e}");
+    eprintln!(
+        "{runs} runs on the {}: max |diff| tag {tag:e} attribute {attr:e} class {class:e}, caption score (rel) {score:e}",
+        device()
+    );
     assert!(tag <= TAG_TOL && attr <= ATTR_TOL && class <= CLASS_TOL && score <= CAPTION_SCORE_RTOL);
 }
 
