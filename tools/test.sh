@@ -9,7 +9,7 @@ step() { echo "==> [$((SECONDS - start))s] $*" >&2; }
 step "checking tools"
 bash tools/ensure-tools.sh browser
 
-step "native tests: unit, views parity with the reference, command line"
+step "native tests: unit, views and model parity with the reference, convert, bundles, command line"
 cargo test --release --locked
 
 step "building the page with trunk"

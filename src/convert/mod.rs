@@ -10,11 +10,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{
-    BurnToPyTorchAdapter, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
-    PytorchStore, SafetensorsStore, bridge,
+    FloatCastAdapter, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+    bridge,
 };
 use serde::Deserialize;
 
@@ -22,7 +23,7 @@ use crate::bundle::sha256_hex;
 use crate::bundle::{FORMAT, FileEntry, MANIFEST, MAX_SHARD_BYTES, Manifest, TensorEntry, VERSION, VocabularyNames};
 use crate::decode::clip_bpe::ClipBpe;
 use crate::model::clip_text::ClipTextConfig;
-use crate::model::dynrefer::{DynReferConfig, Source, official_path};
+use crate::model::dynrefer::{DynReferConfig, EVA_OUTPUT_LAYERS, Source, official_path};
 use crate::model::heads::HeadsConfig;
 use crate::model::qformer::QformerConfig;
 use crate::model::t5::T5Config;
@@ -145,9 +146,15 @@ fn read_text(path: &Path) -> Result<String, ConvertError> {
     std::fs::read_to_string(path).map_err(|e| file_err(path, e))
 }
 
-/// The OVAD attribute prompts of the official `build_att_embeds` (checklist item 19):
-/// (templates, templates per attribute, names).
-pub fn attribute_prompts(ovad: &serde_json::Value) -> Result<(Vec<String>, Vec<usize>, Vec<String>), String> {
+/// The OVAD attributes as the official `build_att_embeds` prompts them (checklist item 19).
+pub struct AttributePrompts {
+    /// Every attribute's templates, attribute after attribute.
+    pub templates: Vec<String>,
+    pub templates_per_attribute: Vec<usize>,
+    pub names: Vec<String>,
+}
+
+pub fn attribute_prompts(ovad: &serde_json::Value) -> Result<AttributePrompts, String> {
     let list = ovad.get("attributes").and_then(|a| a.as_array()).ok_or("no \"attributes\" list")?;
     let (mut templates, mut counts, mut names) = (Vec::new(), Vec::new(), Vec::new());
     for att in list {
@@ -172,7 +179,7 @@ pub fn attribute_prompts(ovad: &serde_json::Value) -> Result<(Vec<String>, Vec<u
         counts.push(templates.len() - before);
         names.push(name.to_string());
     }
-    Ok((templates, counts, names))
+    Ok(AttributePrompts { templates, templates_per_attribute: counts, names })
 }
 
 /// The sizes of the model, from the tensors' shapes and `--arch`.
@@ -268,21 +275,23 @@ fn infer_config(
 /// Writes safetensors shards of at most [`MAX_SHARD_BYTES`] (a larger tensor gets its own).
 struct ShardWriter {
     dir: PathBuf,
-    pending: Vec<(String, Vec<usize>, Vec<u8>)>,
+    pending: Vec<(String, TensorData)>,
     pending_bytes: usize,
     shards: Vec<FileEntry>,
     tensors: BTreeMap<String, TensorEntry>,
 }
 
 impl ShardWriter {
-    fn add(&mut self, name: String, shape: Vec<usize>, data: Vec<u8>) -> Result<(), ConvertError> {
-        if self.pending_bytes + data.len() > MAX_SHARD_BYTES && !self.pending.is_empty() {
+    /// Adds an f32 tensor.
+    fn add(&mut self, name: String, data: TensorData) -> Result<(), ConvertError> {
+        let bytes = data.as_bytes().len();
+        if self.pending_bytes + bytes > MAX_SHARD_BYTES && !self.pending.is_empty() {
             self.flush()?;
         }
-        self.pending_bytes += data.len();
-        let entry = TensorEntry { shard: self.shards.len(), dtype: "F32".into(), shape: shape.clone() };
+        self.pending_bytes += bytes;
+        let entry = TensorEntry { shard: self.shards.len(), dtype: "F32".into(), shape: data.shape().to_vec() };
         self.tensors.insert(name.clone(), entry);
-        self.pending.push((name, shape, data));
+        self.pending.push((name, data));
         Ok(())
     }
 
@@ -294,8 +303,10 @@ impl ShardWriter {
         let views: Vec<(String, safetensors::tensor::TensorView)> = self
             .pending
             .iter()
-            .map(|(n, s, d)| {
-                (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())
+            .map(|(n, d)| {
+                let view =
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, d.shape().to_vec(), d.as_bytes());
+                (n.clone(), view.expect("f32 data of its shape"))
             })
             .collect();
         let bytes = safetensors::serialize(views, None).map_err(|e| file_err(&self.dir.join(&file), e))?;
@@ -307,16 +318,15 @@ impl ShardWriter {
     }
 }
 
-/// f32 little-endian bytes of any float tensor.
-fn f32_bytes(entry: &Entry) -> Result<Vec<u8>, ConvertError> {
+/// Any float tensor as f32.
+fn f32_data(entry: &Entry) -> Result<TensorData, ConvertError> {
     let err =
         |m: String| ConvertError::Key { file: entry.file.display().to_string(), key: entry.key.clone(), message: m };
     let data = bridge::to_data(&entry.tensor).map_err(|e| err(format!("unreadable: {e}")))?;
     if !data.dtype().is_float() {
         return Err(err(format!("{:?} where a float tensor was expected", data.dtype())));
     }
-    let data = data.convert_dtype(burn::tensor::DType::F32);
-    Ok(data.as_bytes().to_vec())
+    Ok(if data.dtype() == burn::tensor::DType::F32 { data } else { data.convert_dtype(burn::tensor::DType::F32) })
 }
 
 struct ProgressBar {
@@ -398,7 +408,7 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
     let tags: Vec<String> = read_text(&inputs.tags)?.lines().map(|l| l.trim().to_string()).collect();
     let ovad: serde_json::Value =
         serde_json::from_str(&read_text(&inputs.attributes)?).map_err(|e| file_err(&inputs.attributes, e))?;
-    let (templates, templates_per_attribute, attributes) =
+    let AttributePrompts { templates, templates_per_attribute, names: attributes } =
         attribute_prompts(&ovad).map_err(|e| file_err(&inputs.attributes, e))?;
     let classes: Vec<String> =
         serde_json::from_str(&read_text(&inputs.classes)?).map_err(|e| file_err(&inputs.classes, e))?;
@@ -416,14 +426,16 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
     let config = infer_config(&shapes, &arch, &arch_file, t5, [tags.len(), templates.len(), classes.len()])?;
     let device = Device::flex();
     let model = config.init(&device);
-    let expected = model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), false);
-    for t in &expected {
-        if t.name.starts_with("vocab.") {
+    let mut expected = ParamShapes::default();
+    model.visit(&mut expected);
+    drop(model);
+    for (name, want) in &expected.params {
+        if name.starts_with("vocab.") {
             continue;
         }
-        let want = t.shape.to_vec();
-        match entries.get(&t.name) {
-            None => return Err(ConvertError::Missing { key: t.name.clone(), shape: want, belongs: belongs(&t.name) }),
+        let want = want.clone();
+        match entries.get(name) {
+            None => return Err(ConvertError::Missing { key: name.clone(), shape: want, belongs: belongs(name) }),
             Some(e) if e.tensor.shape.to_vec() != want => {
                 return Err(ConvertError::Key {
                     file: e.file.display().to_string(),
@@ -434,7 +446,7 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
             Some(_) => {}
         }
     }
-    let wanted: std::collections::HashSet<&str> = expected.iter().map(|t| t.name.as_str()).collect();
+    let wanted: std::collections::HashSet<&str> = expected.params.iter().map(|(n, _)| n.as_str()).collect();
     if let Some((_, e)) = entries.iter().find(|(k, _)| !wanted.contains(k.as_str())) {
         return Err(ConvertError::Key {
             file: e.file.display().to_string(),
@@ -442,7 +454,6 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
             message: "unexpected for this architecture (check --arch and the files)".into(),
         });
     }
-    drop(model);
 
     std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
     let mut writer = ShardWriter {
@@ -455,13 +466,11 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
     let mut bar = ProgressBar { total: entries.len() + 3, done: 0, tty: std::io::stderr().is_terminal() };
     let mut clip_tensors = Vec::new();
     for (path, entry) in &entries {
-        let data = f32_bytes(entry)?;
+        let data = f32_data(entry)?;
         if let Some(rest) = path.strip_prefix("clip_text.") {
-            let data_f32 =
-                TensorData::from_bytes_vec(data.clone(), entry.tensor.shape.to_vec(), burn::tensor::DType::F32);
-            clip_tensors.push(bridge::from_data(data_f32, rest.to_string(), None));
+            clip_tensors.push(bridge::from_data(data.clone(), rest.to_string(), None));
         }
-        writer.add(path.clone(), entry.tensor.shape.to_vec(), data)?;
+        writer.add(path.clone(), data)?;
         bar.step(path);
     }
     drop(entries);
@@ -486,8 +495,7 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
             let tokens = Tensor::<2, Int>::from_data(TensorData::new(tokens, [batch.len(), context]), &device);
             rows.extend(clip.forward(tokens).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32"));
         }
-        let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
-        writer.add(name.to_string(), vec![texts.len(), config.clip_text.embed_dim], bytes)?;
+        writer.add(name.to_string(), TensorData::new(rows, [texts.len(), config.clip_text.embed_dim]))?;
         bar.step(name);
     }
     writer.flush()?;
@@ -515,6 +523,41 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
     Ok(manifest)
 }
 
+/// The model's parameters as the official files hold them: names (norms' `gamma`/`beta` as
+/// `weight`/`bias`) and shapes (linear weights `[out, in]`), read without allocating any weight.
+#[derive(Default)]
+struct ParamShapes {
+    path: Vec<String>,
+    containers: Vec<String>,
+    params: Vec<(String, Vec<usize>)>,
+}
+
+impl ModuleVisitor for ParamShapes {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(name.to_string());
+        self.containers.push(container_type.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+        self.containers.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<burn::prelude::Tensor<D>>) {
+        let mut shape = param.lazy_shape().to_vec();
+        let mut path = self.path.clone();
+        let module = self.containers.iter().rev().find(|c| c.starts_with("Struct:")).map(String::as_str);
+        let last = path.last_mut().expect("a parameter has a name");
+        match (module, last.as_str()) {
+            (Some("Struct:Linear"), "weight") => shape.reverse(),
+            (Some("Struct:LayerNorm" | "Struct:RmsNorm"), "gamma") => *last = "weight".into(),
+            (Some("Struct:LayerNorm" | "Struct:RmsNorm"), "beta") => *last = "bias".into(),
+            _ => {}
+        }
+        self.params.push((path.join("."), shape));
+    }
+}
+
 /// `blocks.N.` in an EVA ViT key.
 fn block_index(key: &str) -> Option<usize> {
     key.strip_prefix("blocks.")?.split('.').next()?.parse().ok()
@@ -527,9 +570,7 @@ fn known_unused(source: Source, key: &str) -> bool {
             key.starts_with("Qformer.")
                 || key == "attr_t"
                 || key == "attr_b"
-                || ["visual_encoder.norm.", "visual_encoder.fc_norm.", "visual_encoder.head."]
-                    .iter()
-                    .any(|p| key.starts_with(p))
+                || EVA_OUTPUT_LAYERS.iter().any(|p| key.starts_with(p))
         }
         Source::T5 => true,
         Source::ClipText => key == "logit_scale",

@@ -91,6 +91,9 @@ pub enum Source {
     ClipText,
 }
 
+/// EVA-CLIP's own output layers, which BLIP-2 does not use (it reads the last block's tokens).
+pub const EVA_OUTPUT_LAYERS: &[&str] = &["visual_encoder.norm.", "visual_encoder.fc_norm.", "visual_encoder.head."];
+
 /// The module path of an official key, or `None` for keys the model does not use.
 pub fn official_path(source: Source, key: &str) -> Option<String> {
     let remap = |key: &str, table: &[(&str, &str)]| {
@@ -105,9 +108,8 @@ pub fn official_path(source: Source, key: &str) -> Option<String> {
         }
         Source::ClipText => (key != "logit_scale").then(|| format!("clip_text.{key}")),
         Source::Lavis => {
-            let eva_head = ["visual_encoder.norm.", "visual_encoder.fc_norm.", "visual_encoder.head."];
-            if eva_head.iter().any(|p| key.starts_with(p)) {
-                return None; // EVA-CLIP's own output layers: BLIP-2 reads the last block's tokens
+            if EVA_OUTPUT_LAYERS.iter().any(|p| key.starts_with(p)) {
+                return None;
             }
             let (prefix, rest) = if let Some(rest) = key.strip_prefix("Qformer.bert.") {
                 ("qformer", rest)
