@@ -11,15 +11,8 @@ use burn::store::{ModuleStore, PytorchStore, bridge};
 use common::pth::{Data, PthTensor, write_pth};
 use safetensors::SafeTensors;
 
-fn e2e(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/e2e").join(file)
-}
-
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dynrefer-convert-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch_dir("convert", name)
 }
 
 fn dynrefer(args: &[String]) -> (bool, String, String) {
@@ -40,12 +33,12 @@ struct Files {
 impl Files {
     fn fixture() -> Files {
         Files {
-            blip2: e2e("blip2.pth"),
-            dynrefer: e2e("dynrefer.pth"),
+            blip2: common::e2e_file("blip2.pth"),
+            dynrefer: common::e2e_file("dynrefer.pth"),
             vit: None,
-            t5: e2e("t5"),
-            clip_text: e2e("clip_text.pt"),
-            arch: e2e("arch.json"),
+            t5: common::e2e_file("t5"),
+            clip_text: common::e2e_file("clip_text.pt"),
+            arch: common::e2e_file("arch.json"),
         }
     }
 
@@ -62,13 +55,13 @@ impl Files {
             "--clip-text".into(),
             p(&self.clip_text),
             "--bpe".into(),
-            p(&e2e("bpe_simple_vocab_16e6.txt.gz")),
+            p(&common::e2e_file("bpe_simple_vocab_16e6.txt.gz")),
             "--tags".into(),
-            p(&e2e("ram_tag_list.txt")),
+            p(&common::e2e_file("ram_tag_list.txt")),
             "--attributes".into(),
-            p(&e2e("ovad2000.json")),
+            p(&common::e2e_file("ovad2000.json")),
             "--classes".into(),
-            p(&e2e("coco.json")),
+            p(&common::e2e_file("coco.json")),
             "--arch".into(),
             p(&self.arch),
             "--out".into(),
@@ -184,7 +177,7 @@ fn real_layouts_and_shapes_convert_and_describe() {
     drop(vit);
 
     // BLIP-2 without the ViT, Q-Former cross-attention reading 1408 wide tokens
-    let mut blip2: Vec<PthTensor> = read_pth(&e2e("blip2.pth"))
+    let mut blip2: Vec<PthTensor> = read_pth(&common::e2e_file("blip2.pth"))
         .into_iter()
         .filter(|t| {
             !t.name.starts_with("visual_encoder.") && !t.name.starts_with("ln_vision.") && t.name != "t5_proj.weight"
@@ -203,7 +196,7 @@ fn real_layouts_and_shapes_convert_and_describe() {
     write_pth(&blip2_path, &blip2, true);
 
     // DynRefer's checkpoint with the alignment and fusion at 1408, T5 inputs at 2048
-    let dyn_tensors: Vec<PthTensor> = read_pth(&e2e("dynrefer.pth"))
+    let dyn_tensors: Vec<PthTensor> = read_pth(&common::e2e_file("dynrefer.pth"))
         .into_iter()
         .map(|t| {
             let cross = t.name.starts_with("Qformer.")
@@ -304,7 +297,7 @@ fn real_layouts_and_shapes_convert_and_describe() {
         "tie_word_embeddings": false, "vocab_size": vocab
     });
     std::fs::write(t5_dir.join("config.json"), config.to_string()).unwrap();
-    std::fs::copy(e2e("t5/tokenizer.json"), t5_dir.join("tokenizer.json")).unwrap();
+    std::fs::copy(common::e2e_file("t5/tokenizer.json"), t5_dir.join("tokenizer.json")).unwrap();
 
     let arch = dir.join("arch.json");
     let arch_json = serde_json::json!({"vision_heads": 16, "qformer_heads": 4, "head_heads": 4, "clip_text_heads": 4,
@@ -316,7 +309,7 @@ fn real_layouts_and_shapes_convert_and_describe() {
         dynrefer: dyn_path,
         vit: Some(vit_path),
         t5: t5_dir,
-        clip_text: e2e("clip_text.pt"),
+        clip_text: common::e2e_file("clip_text.pt"),
         arch,
     };
     let out = dir.join("bundle");
@@ -378,7 +371,8 @@ fn real_layouts_and_shapes_convert_and_describe() {
     assert!(ok, "{stderr}");
     let got: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(got["views"].as_array().unwrap().len(), 3);
-    let ovad: serde_json::Value = serde_json::from_slice(&std::fs::read(e2e("ovad2000.json")).unwrap()).unwrap();
+    let ovad: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(common::e2e_file("ovad2000.json")).unwrap()).unwrap();
     assert_eq!(got["attributes"].as_array().unwrap().len(), ovad["attributes"].as_array().unwrap().len());
     assert!(!got["caption_ids"].as_array().unwrap().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
@@ -407,12 +401,12 @@ fn broken_inputs_give_one_clear_line() {
 
     // a truncated checkpoint
     let cut = dir.join("cut.pth");
-    let bytes = std::fs::read(e2e("dynrefer.pth")).unwrap();
+    let bytes = std::fs::read(common::e2e_file("dynrefer.pth")).unwrap();
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     assert_one_line_error(Files { dynrefer: cut, ..Files::fixture() }.convert(&out), &["cut.pth"]);
 
     // a misshapen tensor, an unexpected one
-    let mut tensors = read_pth(&e2e("dynrefer.pth"));
+    let mut tensors = read_pth(&common::e2e_file("dynrefer.pth"));
     let i = tensors.iter().position(|t| t.name == "cem_memory").unwrap();
     tensors[i] = f32_tensor("cem_memory", &[63], 1, 0.1);
     let bad = dir.join("misshapen.pth");
@@ -421,7 +415,7 @@ fn broken_inputs_give_one_clear_line() {
         Files { dynrefer: bad, ..Files::fixture() }.convert(&out),
         &["misshapen.pth", "cem_memory", "[63]", "[64]"],
     );
-    let mut tensors = read_pth(&e2e("dynrefer.pth"));
+    let mut tensors = read_pth(&common::e2e_file("dynrefer.pth"));
     tensors.push(f32_tensor("decoder.head.weight", &[4, 4], 1, 0.1));
     let extra = dir.join("extra.pth");
     write_pth(&extra, &tensors, true);
@@ -434,9 +428,9 @@ fn broken_inputs_give_one_clear_line() {
     let t5 = dir.join("t5");
     std::fs::create_dir_all(&t5).unwrap();
     for f in ["config.json", "tokenizer.json"] {
-        std::fs::copy(e2e("t5").join(f), t5.join(f)).unwrap();
+        std::fs::copy(common::e2e_file("t5").join(f), t5.join(f)).unwrap();
     }
-    let bytes = std::fs::read(e2e("t5/model.safetensors")).unwrap();
+    let bytes = std::fs::read(common::e2e_file("t5/model.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let kept: Vec<(String, safetensors::tensor::TensorView)> =
         st.tensors().into_iter().filter(|(n, _)| n != "decoder.final_layer_norm.weight").collect();
@@ -447,15 +441,18 @@ fn broken_inputs_give_one_clear_line() {
     );
 
     // a BLIP-2 file without the ViT and no --vit
-    let tensors: Vec<PthTensor> =
-        read_pth(&e2e("blip2.pth")).into_iter().filter(|t| !t.name.starts_with("visual_encoder.")).collect();
+    let tensors: Vec<PthTensor> = read_pth(&common::e2e_file("blip2.pth"))
+        .into_iter()
+        .filter(|t| !t.name.starts_with("visual_encoder."))
+        .collect();
     let no_vit = dir.join("no_vit.pth");
     write_pth(&no_vit, &tensors, true);
     assert_one_line_error(Files { blip2: no_vit, ..Files::fixture() }.convert(&out), &["no_vit.pth", "--vit"]);
 
     // an architecture file that does not fit the weights
     let arch = dir.join("arch.json");
-    let fixture_arch: serde_json::Value = serde_json::from_slice(&std::fs::read(e2e("arch.json")).unwrap()).unwrap();
+    let fixture_arch: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(common::e2e_file("arch.json")).unwrap()).unwrap();
     let with = |key: &str, value: usize| {
         let mut a = fixture_arch.clone();
         a[key] = value.into();

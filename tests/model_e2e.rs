@@ -21,15 +21,8 @@ const ATTR_TOL: f64 = 2e-3;
 const CLASS_TOL: f64 = 5e-3;
 const CAPTION_SCORE_RTOL: f64 = 1e-3;
 
-fn fixture(file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/e2e").join(file)
-}
-
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dynrefer-e2e-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch_dir("e2e", name)
 }
 
 /// `--device gpu` (burn's wgpu backend) with `--features wgpu` and `DYNREFER_TEST_DEVICE=wgpu`.
@@ -50,7 +43,7 @@ fn bundle() -> &'static Path {
     static BUNDLE: OnceLock<PathBuf> = OnceLock::new();
     BUNDLE.get_or_init(|| {
         let out = scratch("bundle").join("model");
-        let f = |p: &str| fixture(p).display().to_string();
+        let f = |p: &str| common::e2e_file(p).display().to_string();
         dynrefer(&[
             "convert",
             "--blip2",
@@ -79,7 +72,7 @@ fn bundle() -> &'static Path {
 }
 
 fn expected() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture("expected.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(common::e2e_file("expected.json")).unwrap()).unwrap()
 }
 
 fn photo_path(name: &str) -> PathBuf {
@@ -187,7 +180,7 @@ fn intermediate_tensors_match_the_reference() {
     let device = Device::flex();
     let describer = Describer::open_dir(bundle(), &device, |_| {}).unwrap();
     let exp = expected();
-    let tensors = Expected(std::fs::read(fixture("expected_tensors.safetensors")).unwrap());
+    let tensors = Expected(std::fs::read(common::e2e_file("expected_tensors.safetensors")).unwrap());
     let mut worst = std::collections::BTreeMap::<&str, f32>::new();
     for (i, case) in exp["model_cases"].as_array().unwrap().iter().enumerate() {
         let name = case["image"].as_str().unwrap();

@@ -147,3 +147,16 @@ pub fn write_photos(dir: &std::path::Path) {
         std::fs::write(dir.join(format!("{}.png", p.name)), &p.png).unwrap();
     }
 }
+
+/// An empty scratch folder for one test, unique to this process.
+pub fn scratch_dir(test: &str, name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("dynrefer-{test}-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A file of the tiny official-format DynRefer in tests/data/e2e.
+pub fn e2e_file(file: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/e2e").join(file)
+}
