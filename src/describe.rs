@@ -102,8 +102,33 @@ pub struct Describer {
 /// Wall-clock milliseconds of each stage, for benchmarks.
 pub type Timings = Vec<(&'static str, f64)>;
 
-fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec().expect("f32 data")
+/// How results come back from the device: blocking natively, awaited in the browser (where a
+/// blocking read of a WebGPU buffer is not allowed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadBack {
+    Blocking,
+    Async,
+}
+
+impl ReadBack {
+    async fn floats<const D: usize>(self, t: Tensor<D>) -> Vec<f32> {
+        let data = match self {
+            ReadBack::Blocking => t.into_data(),
+            ReadBack::Async => t.into_data_async().await.expect("the device returns its results"),
+        };
+        data.convert::<f32>().try_into_vec().expect("f32 data")
+    }
+}
+
+/// Runs a future whose every await is already complete (blocking read-backs).
+fn ready<T>(future: impl std::future::Future<Output = T>) -> T {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+    }
 }
 
 impl Describer {
@@ -168,7 +193,17 @@ impl Describer {
         region: RegionBox,
         options: &DescribeOptions,
     ) -> Result<Description, DescribeError> {
-        self.run(photo, region, options, None).map(|(d, _)| d)
+        ready(self.run(photo, region, options, None, ReadBack::Blocking)).map(|(d, _)| d)
+    }
+
+    /// [`Describer::describe`] with awaited read-backs, for the browser.
+    pub async fn describe_async(
+        &self,
+        photo: &RgbImage,
+        region: RegionBox,
+        options: &DescribeOptions,
+    ) -> Result<Description, DescribeError> {
+        self.run(photo, region, options, None, ReadBack::Async).await.map(|(d, _)| d)
     }
 
     /// Like [`Describer::describe`], with each stage's milliseconds measured by `clock` (a
@@ -180,7 +215,7 @@ impl Describer {
         options: &DescribeOptions,
         clock: &mut dyn FnMut() -> f64,
     ) -> Result<(Description, Timings), DescribeError> {
-        self.run(photo, region, options, Some(clock))
+        ready(self.run(photo, region, options, Some(clock), ReadBack::Blocking))
     }
 
     /// The views, the region's encoding (ViT … Q-Former) and head scores.
@@ -196,12 +231,13 @@ impl Describer {
         self.model.encode_region(pixels, &boxes, &self.vocab, stage)
     }
 
-    fn run(
+    async fn run(
         &self,
         photo: &RgbImage,
         region: RegionBox,
         options: &DescribeOptions,
         mut clock: Option<&mut dyn FnMut() -> f64>,
+        read: ReadBack,
     ) -> Result<(Description, Timings), DescribeError> {
         if options.beams == 0 {
             return Err(DescribeError::Options("beams must be at least 1".into()));
@@ -226,21 +262,21 @@ impl Describer {
         let tags: Vec<Scored> = names
             .tags
             .iter()
-            .zip(floats(scores.tags.clone()))
+            .zip(read.floats(scores.tags.clone()).await)
             .filter(|(_, s)| *s > threshold)
             .map(|(n, score)| Scored { name: n.clone(), score })
             .collect();
         let scored = |names: &[String], scores: Vec<f32>| {
             names.iter().zip(scores).map(|(n, score)| Scored { name: n.clone(), score }).collect::<Vec<_>>()
         };
-        let attributes = scored(&names.attributes, floats(scores.attributes.clone()));
-        let classes = scored(&names.classes, floats(scores.classes.clone()));
+        let attributes = scored(&names.attributes, read.floats(scores.attributes.clone()).await);
+        let classes = scored(&names.classes, read.floats(scores.classes.clone()).await);
 
         let control = control_string(tags.iter().map(|t| t.name.as_str()), options.controls.as_deref());
         let control_ids = self.tokenizer.encode(&control)?;
         let encoded_t5 = self.model.t5.encode(self.model.t5_inputs(encoded.qformer, &control_ids));
         lap("t5_encoder");
-        let decoded = self.generate(encoded_t5, options, &mut lap);
+        let decoded = self.generate(encoded_t5, options, &mut lap, read).await;
         let caption = self.tokenizer.decode(&decoded.ids)?;
         lap("decoder");
         let description = Description {
@@ -255,11 +291,12 @@ impl Describer {
         Ok((description, timings))
     }
 
-    fn generate(
+    async fn generate(
         &self,
         encoded: Tensor<3>,
         options: &DescribeOptions,
         lap: &mut dyn FnMut(&'static str),
+        read: ReadBack,
     ) -> crate::decode::search::Decoded {
         let t5 = &self.manifest.config.t5;
         let mut search = Search::new(SearchOptions {
@@ -281,7 +318,7 @@ impl Describer {
             let ids: Vec<i64> = step.tokens.iter().map(|&t| i64::from(t)).collect();
             let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [step.tokens.len(), 1]), &self.device);
             let logits = self.model.t5.decode(ids, &mut cache);
-            search.advance(&floats(logits));
+            search.advance(&read.floats(logits).await);
             if first {
                 lap("first_token");
                 first = false;

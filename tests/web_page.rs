@@ -1,6 +1,7 @@
-//! The built page (`dist/`, made by `trunk build --release`) in real headless Chromium: it loads,
-//! picks a backend, takes a photo, and computes in wasm the same views as the native library,
-//! both from a typed box and from a mouse drag. Run by `tools/test.sh` after the trunk build:
+//! The built page (`dist/`, made by `trunk build --release`) in real headless Chromium: it loads
+//! its built-in model, picks a backend, takes a photo, and describes a typed box with the same
+//! views, tags, scores and caption ids as the native CLI on the same bundle, then a mouse-dragged
+//! box. Run by `tools/test.sh` after the trunk build:
 //! `cargo test --release --test web_page page_works -- --ignored`.
 
 mod browser;
@@ -10,8 +11,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use browser::{Browser, StaticServer};
-use dynrefer::photo::{DEFAULT_MAX_PIXELS, decode_photo};
-use dynrefer::views::{RegionBox, ViewOptions, build_views};
 
 fn dist() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dist");
@@ -23,10 +22,12 @@ fn page_flow(webgpu: bool) {
     let server = StaticServer::start(&dist());
     let browser = Browser::start(webgpu);
     browser.goto(&server.url("/"));
-    browser.wait_status("the page to start", Duration::from_secs(60), |s| s == "ready" || s.starts_with("error"));
+    browser.wait_status("the page and its model", Duration::from_secs(120), |s| s == "ready" || s.starts_with("error"));
     assert_eq!(browser.role_text("status").as_deref(), Some("ready"));
     let backend = browser.role_text("backend").unwrap();
     assert_eq!(backend, if webgpu { "webgpu" } else { "cpu" });
+    let model = browser.role_text("model").unwrap();
+    assert!(model.contains("untrained"), "the built-in model is named honestly: {model}");
 
     // A photo of the parity set, through the file input.
     let photo = common::photos().into_iter().find(|p| p.name == "field").unwrap();
@@ -36,16 +37,29 @@ fn page_flow(webgpu: bool) {
     browser.wait_status("the photo", Duration::from_secs(30), |s| s == "ready" || s.starts_with("error"));
     assert_eq!(browser.role_text("status").as_deref(), Some("ready"));
 
-    // A typed box: the page's views equal the native library's, field for field.
-    let image = decode_photo(&photo.png, DEFAULT_MAX_PIXELS).unwrap();
-    let region = RegionBox([160.0, 120.5, 400.0, 300.25]);
+    // A typed box: the page's description equals the native CLI's on the same bundle.
     browser.type_into(".box-text", "160,120.5,400,300.25\n");
-    browser.wait_status("views of the typed box", Duration::from_secs(30), |s| s == "done" || s.starts_with("error"));
-    let native = build_views(&image, region, &ViewOptions::default()).unwrap();
+    browser.wait_status("the typed box described", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
+    assert_eq!(browser.role_text("status").as_deref(), Some("done"));
     let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
-    assert_eq!(page, serde_json::to_value(&native).unwrap());
+    let native = native_describe(&path, "160,120.5,400,300.25");
+    assert_eq!(page["views"], native["views"]);
+    assert_eq!(page["caption_ids"], native["caption_ids"], "caption ids: page {} CLI {}", page["caption"], native["caption"]);
+    assert_eq!(page["caption"], native["caption"]);
+    for field in ["tags", "attributes", "classes"] {
+        let (p, n) = (page[field].as_array().unwrap(), native[field].as_array().unwrap());
+        assert_eq!(p.len(), n.len(), "{field}");
+        for (a, b) in p.iter().zip(n) {
+            assert_eq!(a["name"], b["name"], "{field}");
+            let d = (a["score"].as_f64().unwrap() - b["score"].as_f64().unwrap()).abs();
+            assert!(d < 1e-4, "{field} {}: page {} CLI {}", a["name"], a["score"], b["score"]);
+        }
+    }
     let shown = browser.js("return document.querySelectorAll('[data-role=view]').length", serde_json::json!([]));
     assert_eq!(shown, 3);
+    assert_eq!(browser.role_text("caption").unwrap(), native["caption"].as_str().unwrap());
+    let classes = browser.js("return document.querySelectorAll('[data-role=class] li').length", serde_json::json!([]));
+    assert_eq!(classes, 5);
 
     // A mouse drag over the stage, mapped from screen to image pixels.
     let rect = browser.js(
@@ -55,7 +69,8 @@ fn page_flow(webgpu: bool) {
     let r: Vec<f64> = rect.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     let at = |x: f64, y: f64| [r[0] + x / 640.0 * r[2], r[1] + y / 480.0 * r[3]];
     browser.drag(at(320.0, 60.0), at(520.0, 260.0));
-    browser.wait_status("views of the dragged box", Duration::from_secs(30), |s| s == "done" || s.starts_with("error"));
+    browser.wait_status("the dragged box described", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
+    assert_eq!(browser.role_text("status").as_deref(), Some("done"));
     let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
     let view0 = &page["views"][0]["box"];
     let tol = 640.0 / r[2] + 1.0; // one screen pixel, plus truncation
@@ -78,6 +93,17 @@ fn page_flow(webgpu: bool) {
         .collect();
     assert!(foreign.is_empty(), "the page fetched {foreign:?}");
     let _ = std::fs::remove_file(path);
+}
+
+/// The native CLI's description with the page's defaults, on the bundle the page loaded.
+fn native_describe(image: &std::path::Path, region: &str) -> serde_json::Value {
+    let model = dist().join("model");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynrefer"))
+        .args(["describe", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--box", region])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

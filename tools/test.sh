@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: native tests (views parity with the PyTorch reference, CLI), the page
+# The whole test suite: native tests (parity with the PyTorch reference, convert, CLI), the page
 # built by trunk, and the page in headless Chromium on both backends. Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,8 @@ bash tools/ensure-tools.sh browser
 step "native tests: unit, views and model parity with the reference, convert, bundles, command line"
 cargo test --release --locked
 
-step "building the page with trunk"
+step "building the page and its built-in test model"
+bash tools/default-model.sh
 trunk build index.html --release
 
 step "the page in headless Chromium, CPU and WebGPU (SwiftShader)"

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use serde::{Deserialize, Serialize};
@@ -161,7 +162,9 @@ impl Loader {
 
     /// The model, once every tensor has arrived.
     pub fn finish(self) -> Result<(DynRefer, Manifest), BundleError> {
-        let expected = self.model.num_params_tensors();
+        let mut count = ParamCount::default();
+        self.model.visit(&mut count);
+        let expected = count.0;
         if self.applied < expected {
             let loaded: std::collections::HashSet<&String> = self.manifest.tensors.keys().collect();
             let example = self
@@ -177,12 +180,12 @@ impl Loader {
     }
 }
 
-trait ParamCount {
-    fn num_params_tensors(&self) -> usize;
-}
+/// Counts a module's float parameters without touching their values.
+#[derive(Default)]
+struct ParamCount(usize);
 
-impl<M: ModuleSnapshot> ParamCount for M {
-    fn num_params_tensors(&self) -> usize {
-        self.collect(None, None, false).len()
+impl ModuleVisitor for ParamCount {
+    fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<D>>) {
+        self.0 += 1;
     }
 }

@@ -1,8 +1,10 @@
-//! The browser app (wasm only). For now it shows DynRefer's nested views of the region a person
-//! drags on their photo, computed in the page; the model arrives with the model bundle.
+//! The browser app (wasm only): a person opens a photo and drags a box; the page shows DynRefer's
+//! nested views of the region and describes it with the model bundle it loaded, all in the page.
 
 mod backend;
+mod model;
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use image::RgbImage;
@@ -11,6 +13,7 @@ use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
+use crate::describe::{DescribeOptions, Describer, Description};
 use crate::photo::{DEFAULT_MAX_PIXELS, decode_photo};
 use crate::views::{RegionBox, ViewOptions, Views, build_views};
 
@@ -100,11 +103,35 @@ fn App() -> impl IntoView {
     let timing = RwSignal::new(String::new());
     let drag_from = RwSignal::new(None::<[f64; 2]>);
     let stage = NodeRef::<leptos::html::Div>::new();
+    let describer = StoredValue::new_local(None::<Rc<Describer>>);
+    let model_name = RwSignal::new("loading…".to_string());
+    let loading = RwSignal::new(String::new());
+    let beams = RwSignal::new(5usize);
+    let controls = RwSignal::new(String::new());
+    let description = RwSignal::new(None::<Description>);
+    // Each run has a number; a run that a newer one has replaced does not show its result.
+    let run_id = StoredValue::new(0u64);
 
     spawn_local(async move {
-        let (kind, _device) = backend::detect().await;
+        let (kind, device) = backend::detect().await;
         backend.set(kind.to_string());
-        status.set("ready".into());
+        let url = model::bundle_url();
+        let t0 = now_ms();
+        let progress = move |p: crate::bundle::Progress| {
+            loading.set(format!("model {:.1} / {:.1} MB ({})", p.done as f64 / 1e6, p.total as f64 / 1e6, p.file));
+        };
+        match model::load(&url, &device, progress).await {
+            Ok(d) => {
+                model_name.set(d.manifest.name.clone());
+                loading.set(format!("model loaded in {:.0} ms", now_ms() - t0));
+                describer.set_value(Some(Rc::new(d)));
+                status.set("ready".into());
+            }
+            Err(e) => {
+                model_name.set("none".into());
+                status.set(format!("error: the model did not load: {e}"));
+            }
+        }
     });
 
     let clear_views = move || {
@@ -117,23 +144,53 @@ fn App() -> impl IntoView {
             return;
         };
         status.set("running".into());
+        let id = run_id.get_value() + 1;
+        run_id.set_value(id);
+        let model = describer.get_value();
         let t0 = now_ms();
-        let opts = ViewOptions { num_views: num_views.get_untracked(), ..ViewOptions::default() };
+        let size = model.as_ref().map_or(ViewOptions::default().size, |d| d.manifest.config.image_size as u32);
+        let opts = ViewOptions { num_views: num_views.get_untracked(), size };
         let built = build_views(&p.image, RegionBox(b), &opts);
         let t1 = now_ms();
-        match built.map_err(|e| e.to_string()).and_then(|v| {
+        let shown = built.map_err(|e| e.to_string()).and_then(|v| {
             let json = serde_json::to_string(&v).map_err(|e| e.to_string())?;
             Ok((thumbs(&v)?, json))
-        }) {
-            Ok((t, json)) => {
-                clear_views();
-                views.set(t);
-                result.set(json);
-                timing.set(format!("views in {:.0} ms", t1 - t0));
-                status.set("done".into());
+        });
+        let (t, json) = match shown {
+            Ok(shown) => shown,
+            Err(e) => return status.set(format!("error: {e}")),
+        };
+        clear_views();
+        views.set(t);
+        description.set(None);
+        timing.set(format!("views in {:.0} ms", t1 - t0));
+        let Some(model) = model else {
+            result.set(json);
+            status.set("done".into());
+            return;
+        };
+        let controls = controls.get_untracked();
+        let options = DescribeOptions {
+            num_views: Some(opts.num_views),
+            beams: beams.get_untracked(),
+            controls: (!controls.trim().is_empty()).then_some(controls),
+            ..DescribeOptions::default()
+        };
+        spawn_local(async move {
+            let described = model.describe_async(&p.image, RegionBox(b), &options).await;
+            if run_id.get_value() != id {
+                return; // a newer box replaced this one
             }
-            Err(e) => status.set(format!("error: {e}")),
-        }
+            match described {
+                Ok(d) => {
+                    result.set(serde_json::to_string(&d).unwrap_or_default());
+                    timing.set(format!("views in {:.0} ms, described in {:.0} ms", t1 - t0, now_ms() - t1));
+                    description.set(Some(d));
+                    status.set("done".into());
+                }
+                Err(e) => status.set(format!("error: {e}")),
+            }
+        });
     };
 
     let set_region = move |b: [f64; 4]| {
@@ -256,13 +313,30 @@ fn App() -> impl IntoView {
                         {(1..=5).map(|n| view! { <option value=n selected=n == 3>{n}</option> }).collect_view()}
                     </select>
                 </label>
-                <button type="submit">"Show views"</button>
+                <label>
+                    " Beams "
+                    <select on:change=move |ev| beams.set(event_target_value(&ev).parse().unwrap_or(5))>
+                        {(1..=5).map(|n| view! { <option value=n selected=n == 5>{n}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label>
+                    " Steer with "
+                    <input
+                        class="controls"
+                        type="text"
+                        placeholder="words, e.g. red hat,|dog"
+                        prop:value=move || controls.get()
+                        on:input=move |ev| controls.set(event_target_value(&ev))
+                    />
+                </label>
+                <button type="submit">"Describe"</button>
             </form>
         </section>
         <p class="meta">
             "Status: " <span data-role="status">{move || status.get()}</span>
             " · Compute: " <span data-role="backend">{move || backend.get()}</span>
-            " · Model: " <span data-role="model">"none yet (this build shows the views)"</span>
+            " · Model: " <span data-role="model">{move || model_name.get()}</span>
+            " " <span class="loading">{move || loading.get()}</span>
             " " <span class="timing">{move || timing.get()}</span>
         </p>
         <main>
@@ -307,6 +381,60 @@ fn App() -> impl IntoView {
                 </div>
             </section>
         </main>
+        {move || description.get().map(results)}
         <pre data-role="result" hidden>{move || result.get()}</pre>
+    }
+}
+
+/// The description: caption, tags, the strongest attributes as bars, the best classes.
+fn results(d: Description) -> impl IntoView {
+    let mut attributes = d.attributes.clone();
+    attributes.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut classes = d.classes.clone();
+    classes.sort_by(|a, b| b.score.total_cmp(&a.score));
+    view! {
+        <section class="results">
+            <p class="caption">
+                <span data-role="caption">{d.caption.clone()}</span>
+                <span class="score">{format!(" (score {:.3})", d.caption_score)}</span>
+            </p>
+            <div class="columns">
+                <div>
+                    <h3>"Tags"</h3>
+                    <ul data-role="tags">
+                        {d.tags.iter().map(|t| view! { <li>{format!("{} {:.2}", t.name, t.score)}</li> }).collect_view()}
+                    </ul>
+                </div>
+                <div>
+                    <h3>"Attributes"</h3>
+                    <ol data-role="attributes">
+                        {attributes
+                            .into_iter()
+                            .take(8)
+                            .map(|a| {
+                                let width = format!("width:{:.0}%", a.score.clamp(0.0, 1.0) * 100.0);
+                                view! {
+                                    <li>
+                                        <span class="name">{a.name}</span>
+                                        <span class="bar"><span style=width></span></span>
+                                        <span class="value">{format!("{:.2}", a.score)}</span>
+                                    </li>
+                                }
+                            })
+                            .collect_view()}
+                    </ol>
+                </div>
+                <div>
+                    <h3>"Class"</h3>
+                    <ol data-role="class">
+                        {classes
+                            .into_iter()
+                            .take(5)
+                            .map(|c| view! { <li>{format!("{} {:.2}", c.name, c.score)}</li> })
+                            .collect_view()}
+                    </ol>
+                </div>
+            </div>
+        </section>
     }
 }
