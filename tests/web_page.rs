@@ -44,7 +44,11 @@ fn page_flow(webgpu: bool) {
     let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
     let native = native_describe(&path, "160,120.5,400,300.25");
     assert_eq!(page["views"], native["views"]);
-    assert_eq!(page["caption_ids"], native["caption_ids"], "caption ids: page {} CLI {}", page["caption"], native["caption"]);
+    assert_eq!(
+        page["caption_ids"], native["caption_ids"],
+        "caption ids: page {} CLI {}",
+        page["caption"], native["caption"]
+    );
     assert_eq!(page["caption"], native["caption"]);
     for field in ["tags", "attributes", "classes"] {
         let (p, n) = (page[field].as_array().unwrap(), native[field].as_array().unwrap());
@@ -69,7 +73,8 @@ fn page_flow(webgpu: bool) {
     let r: Vec<f64> = rect.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     let at = |x: f64, y: f64| [r[0] + x / 640.0 * r[2], r[1] + y / 480.0 * r[3]];
     browser.drag(at(320.0, 60.0), at(520.0, 260.0));
-    browser.wait_status("the dragged box described", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
+    browser
+        .wait_status("the dragged box described", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
     assert_eq!(browser.role_text("status").as_deref(), Some("done"));
     let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
     let view0 = &page["views"][0]["box"];

@@ -336,8 +336,8 @@ fn App() -> impl IntoView {
             "Status: " <span data-role="status">{move || status.get()}</span>
             " · Compute: " <span data-role="backend">{move || backend.get()}</span>
             " · Model: " <span data-role="model">{move || model_name.get()}</span>
-            " " <span class="loading">{move || loading.get()}</span>
-            " " <span class="timing">{move || timing.get()}</span>
+            " · " <span class="loading">{move || loading.get()}</span>
+            " · " <span class="timing">{move || timing.get()}</span>
         </p>
         <main>
             <div
@@ -379,9 +379,9 @@ fn App() -> impl IntoView {
                             .collect_view()
                     }}
                 </div>
+                {move || description.get().map(results)}
             </section>
         </main>
-        {move || description.get().map(results)}
         <pre data-role="result" hidden>{move || result.get()}</pre>
     }
 }
@@ -396,14 +396,15 @@ fn results(d: Description) -> impl IntoView {
         <section class="results">
             <p class="caption">
                 <span data-role="caption">{d.caption.clone()}</span>
-                <span class="score">{format!(" (score {:.3})", d.caption_score)}</span>
+                <span class="score">{format!(" (score {:.2e})", d.caption_score)}</span>
             </p>
             <div class="columns">
                 <div>
                     <h3>"Tags"</h3>
                     <ul data-role="tags">
-                        {d.tags.iter().map(|t| view! { <li>{format!("{} {:.2}", t.name, t.score)}</li> }).collect_view()}
+                        {d.tags.iter().map(|t| view! { <li title=format!("{:.3}", t.score)>{t.name.clone()}</li> }).collect_view()}
                     </ul>
+                    {d.tags.is_empty().then(|| view! { <p class="none">"none above the threshold"</p> })}
                 </div>
                 <div>
                     <h3>"Attributes"</h3>
