@@ -82,6 +82,13 @@ fn page_flow(webgpu: bool) {
     for (got, want) in view0.as_array().unwrap().iter().zip([320.0, 60.0, 520.0, 260.0]) {
         assert!((got.as_f64().unwrap() - want).abs() <= tol, "dragged box {view0}, wanted about [320, 60, 520, 260]");
     }
+    // Shift + arrow right moves the box by ten image pixels and describes it again.
+    let before: Vec<f64> = view0.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    browser.send_keys("[data-role=stage]", "\u{E008}\u{E014}\u{E000}");
+    browser.wait_status("the nudged box described", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
+    let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
+    let after: Vec<f64> = page["views"][0]["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!((after[0] - before[0] - 10.0).abs() <= 1.0 && (after[1] - before[1]).abs() <= 1.0, "{before:?} -> {after:?}");
     if let Ok(shot) = std::env::var("DYNREFER_SCREENSHOT") {
         browser.screenshot(std::path::Path::new(&shot));
     }

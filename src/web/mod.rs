@@ -108,6 +108,7 @@ fn App() -> impl IntoView {
     let loading = RwSignal::new(String::new());
     let beams = RwSignal::new(5usize);
     let controls = RwSignal::new(String::new());
+    let threshold = RwSignal::new(String::new());
     let description = RwSignal::new(None::<Description>);
     // Each run has a number; a run that a newer one has replaced does not show its result.
     let run_id = StoredValue::new(0u64);
@@ -174,6 +175,7 @@ fn App() -> impl IntoView {
             num_views: Some(opts.num_views),
             beams: beams.get_untracked(),
             controls: (!controls.trim().is_empty()).then_some(controls),
+            tag_threshold: threshold.get_untracked().trim().parse().ok(),
             ..DescribeOptions::default()
         };
         spawn_local(async move {
@@ -198,9 +200,7 @@ fn App() -> impl IntoView {
         box_text.set(format_box(b));
     };
 
-    let on_file = move |ev: leptos::ev::Event| {
-        let input: web_sys::HtmlInputElement = ev.target().unwrap().unchecked_into();
-        let Some(file) = input.files().and_then(|f| f.get(0)) else { return };
+    let open_file = move |file: web_sys::File| {
         status.set("running".into());
         spawn_local(async move {
             let name = file.name();
@@ -227,6 +227,25 @@ fn App() -> impl IntoView {
             }
         });
     };
+    let on_file = move |ev: leptos::ev::Event| {
+        let input: web_sys::HtmlInputElement = ev.target().unwrap().unchecked_into();
+        if let Some(file) = input.files().and_then(|f| f.get(0)) {
+            open_file(file);
+        }
+    };
+    let on_drop = move |ev: leptos::ev::DragEvent| {
+        ev.prevent_default();
+        if let Some(file) = ev.data_transfer().and_then(|d| d.files()).and_then(|f| f.get(0)) {
+            open_file(file);
+        }
+    };
+    let paste = window_event_listener(leptos::ev::paste, move |ev| {
+        if let Some(file) = ev.clipboard_data().and_then(|d| d.files()).and_then(|f| f.get(0)) {
+            ev.prevent_default();
+            open_file(file);
+        }
+    });
+    on_cleanup(move || paste.remove());
 
     // Pointer position in image pixels, clamped to the image.
     let to_image = move |ev: &leptos::ev::PointerEvent| -> Option<[f64; 2]> {
@@ -261,6 +280,26 @@ fn App() -> impl IntoView {
         if b[2] - b[0] > 0.0 && b[3] - b[1] > 0.0 {
             run_views(b);
         }
+    };
+
+    // Arrow keys move the box by a pixel (ten with Shift) and describe it again.
+    let on_key = move |ev: leptos::ev::KeyboardEvent| {
+        let (Some(b), Some(p)) = (region.get_untracked(), photo.get_untracked()) else { return };
+        let step: f64 = if ev.shift_key() { 10.0 } else { 1.0 };
+        let (dx, dy) = match ev.key().as_str() {
+            "ArrowLeft" => (-step, 0.0),
+            "ArrowRight" => (step, 0.0),
+            "ArrowUp" => (0.0, -step),
+            "ArrowDown" => (0.0, step),
+            _ => return,
+        };
+        ev.prevent_default();
+        let (w, h) = (f64::from(p.image.width()), f64::from(p.image.height()));
+        let dx = dx.clamp(-b[0], w - b[2]);
+        let dy = dy.clamp(-b[1], h - b[3]);
+        let moved = [b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy];
+        set_region(moved);
+        run_views(moved);
     };
 
     let on_box_submit = move |ev: leptos::ev::SubmitEvent| {
@@ -320,6 +359,19 @@ fn App() -> impl IntoView {
                     </select>
                 </label>
                 <label>
+                    " Tag threshold "
+                    <input
+                        class="threshold"
+                        type="number"
+                        min="0"
+                        max="1"
+                        step="0.01"
+                        placeholder="model's"
+                        prop:value=move || threshold.get()
+                        on:input=move |ev| threshold.set(event_target_value(&ev))
+                    />
+                </label>
+                <label>
                     " Steer with "
                     <input
                         class="controls"
@@ -347,10 +399,15 @@ fn App() -> impl IntoView {
                 on:pointerdown=on_down
                 on:pointermove=on_move
                 on:pointerup=on_up
+                on:dragover=move |ev: leptos::ev::DragEvent| ev.prevent_default()
+                on:drop=on_drop
+                on:keydown=on_key
+                tabindex="0"
+                aria-label="the photo: drag a box, or move it with the arrow keys"
             >
                 {move || match photo.get() {
                     Some(p) => view! { <img src=p.url alt="your photo" draggable="false" /> }.into_any(),
-                    None => view! { <p class="empty">"Open a photo, then drag a box around a region."</p> }.into_any(),
+                    None => view! { <p class="empty">"Open, drop or paste a photo, then drag a box around a region."</p> }.into_any(),
                 }}
                 <div class="region" style=overlay_style></div>
             </div>

@@ -221,13 +221,22 @@ impl Browser {
         self.cmd("POST", "/actions", Some(actions));
     }
 
-    /// Types text into the element matched by `css`, after clearing it.
-    pub fn type_into(&self, css: &str, text: &str) {
+    fn element(&self, css: &str) -> String {
         let el = self.cmd("POST", "/element", Some(json!({"using": "css selector", "value": css})));
-        let id =
-            el.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("element found").to_string();
+        el.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("element found").to_string()
+    }
+
+    /// Types text into the input matched by `css`, after clearing it.
+    pub fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css);
         self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})));
         self.cmd("POST", &format!("/element/{id}/value"), Some(json!({"text": text})));
+    }
+
+    /// Sends keys (WebDriver key codes allowed) to the element matched by `css`.
+    pub fn send_keys(&self, css: &str, keys: &str) {
+        let id = self.element(css);
+        self.cmd("POST", &format!("/element/{id}/value"), Some(json!({"text": keys})));
     }
 
     pub fn screenshot(&self, path: &Path) {
