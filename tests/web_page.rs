@@ -85,10 +85,14 @@ fn page_flow(webgpu: bool) {
     // Shift + arrow right moves the box by ten image pixels and describes it again.
     let before: Vec<f64> = view0.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     browser.send_keys("[data-role=stage]", "\u{E008}\u{E014}\u{E000}");
-    browser.wait_status("the nudged box described", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
+    browser
+        .wait_status("the nudged box described", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
     let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
     let after: Vec<f64> = page["views"][0]["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    assert!((after[0] - before[0] - 10.0).abs() <= 1.0 && (after[1] - before[1]).abs() <= 1.0, "{before:?} -> {after:?}");
+    assert!(
+        (after[0] - before[0] - 10.0).abs() <= 1.0 && (after[1] - before[1]).abs() <= 1.0,
+        "{before:?} -> {after:?}"
+    );
     if let Ok(shot) = std::env::var("DYNREFER_SCREENSHOT") {
         browser.screenshot(std::path::Path::new(&shot));
     }
@@ -104,6 +108,22 @@ fn page_flow(webgpu: bool) {
         .filter(|u| !u.starts_with(&origin) && !u.starts_with("blob:"))
         .collect();
     assert!(foreign.is_empty(), "the page fetched {foreign:?}");
+    let fetched = |name: &str| loaded.as_array().unwrap().iter().any(|v| v.as_str().unwrap_or_default().contains(name));
+    assert!(fetched("weights-00000.safetensors"), "the first visit downloads the shards");
+
+    // A reload takes the model from the browser's cache: only the manifest comes from the server.
+    browser.goto(&server.url("/"));
+    browser.wait_status("the page to reload", Duration::from_secs(120), |s| s == "ready" || s.starts_with("error"));
+    assert_eq!(browser.role_text("status").as_deref(), Some("ready"));
+    let loaded = browser.js("return performance.getEntriesByType('resource').map(e => e.name)", serde_json::json!([]));
+    let again: Vec<&str> = loaded
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .filter(|u| u.contains("weights-") || u.contains("tokenizer.json"))
+        .collect();
+    assert!(again.is_empty(), "the reload downloaded {again:?} again");
     let _ = std::fs::remove_file(path);
 }
 

@@ -1,11 +1,13 @@
 //! Fetching a model bundle into the page: the manifest, the tokenizer, then the shards one by
-//! one, each verified and moved to the device before the next is fetched.
+//! one, each verified and moved to the device before the next is fetched. Shards and the
+//! tokenizer are kept in the browser's Cache Storage under their SHA-256, so a reload fetches
+//! only the manifest; a cached file that fails its hash check is dropped and fetched again.
 
 use burn::tensor::Device;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::bundle::{Loader, MANIFEST, Manifest, Progress};
+use crate::bundle::{FileEntry, Loader, MANIFEST, Manifest, Progress};
 use crate::describe::Describer;
 
 /// The bundle's folder URL: `?model=URL` or the built-in model next to the page.
@@ -32,16 +34,51 @@ async fn fetch(url: &str) -> Result<Vec<u8>, String> {
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
+const CACHE: &str = "dynrefer-models";
+
+async fn cache() -> Option<web_sys::Cache> {
+    let caches = web_sys::window()?.caches().ok()?;
+    JsFuture::from(caches.open(CACHE)).await.ok().map(|c| c.unchecked_into())
+}
+
+/// A bundle file by its hash: from the cache when it is there and intact, else downloaded (and
+/// cached when the browser has room; a full quota only costs the next reload a download).
+async fn fetch_file(base: &str, entry: &FileEntry) -> Result<Vec<u8>, String> {
+    let url = format!("{base}{}", entry.file);
+    let key = format!("{url}?sha256={}", entry.sha256);
+    let cache = cache().await;
+    if let Some(cache) = &cache
+        && let Ok(hit) = JsFuture::from(cache.match_with_str(&key)).await
+        && let Ok(response) = hit.dyn_into::<web_sys::Response>()
+        && let Ok(buffer) = response.array_buffer()
+        && let Ok(buffer) = JsFuture::from(buffer).await
+    {
+        let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
+        if Manifest::verify(base, entry, &bytes).is_ok() {
+            return Ok(bytes);
+        }
+        let _ = JsFuture::from(cache.delete_with_str(&key)).await;
+    }
+    let bytes = fetch(&url).await?;
+    if let Some(cache) = &cache
+        && let Ok(response) = web_sys::Response::new_with_opt_u8_array(Some(&mut bytes.clone()))
+    {
+        let _ = JsFuture::from(cache.put_with_str(&key, &response)).await;
+    }
+    Ok(bytes)
+}
+
 /// Loads the bundle at `base` on `device`; `progress` hears after each file.
 pub async fn load(base: &str, device: &Device, progress: impl Fn(Progress)) -> Result<Describer, String> {
     let manifest = Manifest::parse(base, &fetch(&format!("{base}{MANIFEST}")).await?).map_err(|e| e.to_string())?;
     let total = manifest.total_bytes();
-    let tokenizer = fetch(&format!("{base}{}", manifest.t5_tokenizer.file)).await?;
+    let tokenizer = fetch_file(base, &manifest.t5_tokenizer).await?;
     let mut done = tokenizer.len();
     let mut loader = Loader::new(base, manifest, device);
     for i in 0..loader.manifest.shards.len() {
-        let file = loader.manifest.shards[i].file.clone();
-        let bytes = fetch(&format!("{base}{file}")).await?;
+        let entry = loader.manifest.shards[i].clone();
+        let file = entry.file.clone();
+        let bytes = fetch_file(base, &entry).await?;
         done += bytes.len();
         loader.add_shard(i, bytes).map_err(|e| e.to_string())?;
         progress(Progress { done, total, file });
