@@ -124,6 +124,19 @@ fn page_flow(webgpu: bool) {
         .filter(|u| u.contains("weights-") || u.contains("tokenizer.json"))
         .collect();
     assert!(again.is_empty(), "the reload downloaded {again:?} again");
+
+    // A bad model URL gives a clear error and keeps the model in use; an example photo describes.
+    browser.type_into(".model-url", "missing-model/\n");
+    browser.wait_status("the bad model URL", Duration::from_secs(60), |s| s.starts_with("error"));
+    let error = browser.role_text("status").unwrap();
+    assert!(error.contains("missing-model/manifest.json") && error.contains("404"), "{error}");
+    assert!(browser.role_text("model").unwrap().contains("untrained"));
+    browser.js("document.querySelector('button.example').click()", serde_json::json!([]));
+    browser.wait_status("the example photo", Duration::from_secs(30), |s| s == "ready" || s.starts_with("error"));
+    assert_eq!(browser.role_text("status").as_deref(), Some("ready"));
+    browser.type_into(".box-text", "100,100,300,250\n");
+    browser.wait_status("a box on the example", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
+    assert_eq!(browser.role_text("status").as_deref(), Some("done"));
     let _ = std::fs::remove_file(path);
 }
 

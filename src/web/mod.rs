@@ -113,26 +113,41 @@ fn App() -> impl IntoView {
     // Each run has a number; a run that a newer one has replaced does not show its result.
     let run_id = StoredValue::new(0u64);
 
+    let device = StoredValue::new_local(None::<burn::tensor::Device>);
+    let model_url = RwSignal::new(model::bundle_url());
+    // Loads the bundle at `model_url`; the model in use stays until the new one is ready.
+    let load_model = move || {
+        let Some(dev) = device.get_value() else { return };
+        let url = model::folder_url(&model_url.get_untracked());
+        status.set("loading".into());
+        spawn_local(async move {
+            let t0 = now_ms();
+            let progress = move |p: crate::bundle::Progress| {
+                let (done, total) = (p.done as f64 / 1e6, p.total as f64 / 1e6);
+                loading.set(format!("model {done:.1} / {total:.1} MB ({})", p.file));
+            };
+            match model::load(&url, &dev, progress).await {
+                Ok(d) => {
+                    model_name.set(d.manifest.name.clone());
+                    loading.set(format!("model loaded in {:.0} ms", now_ms() - t0));
+                    describer.set_value(Some(Rc::new(d)));
+                    status.set("ready".into());
+                }
+                Err(e) => {
+                    if describer.get_value().is_none() {
+                        model_name.set("none".into());
+                    }
+                    loading.set(String::new());
+                    status.set(format!("error: the model did not load: {e}"));
+                }
+            }
+        });
+    };
     spawn_local(async move {
-        let (kind, device) = backend::detect().await;
+        let (kind, dev) = backend::detect().await;
         backend.set(kind.to_string());
-        let url = model::bundle_url();
-        let t0 = now_ms();
-        let progress = move |p: crate::bundle::Progress| {
-            loading.set(format!("model {:.1} / {:.1} MB ({})", p.done as f64 / 1e6, p.total as f64 / 1e6, p.file));
-        };
-        match model::load(&url, &device, progress).await {
-            Ok(d) => {
-                model_name.set(d.manifest.name.clone());
-                loading.set(format!("model loaded in {:.0} ms", now_ms() - t0));
-                describer.set_value(Some(Rc::new(d)));
-                status.set("ready".into());
-            }
-            Err(e) => {
-                model_name.set("none".into());
-                status.set(format!("error: the model did not load: {e}"));
-            }
-        }
+        device.set_value(Some(dev));
+        load_model();
     });
 
     let clear_views = move || {
@@ -200,17 +215,18 @@ fn App() -> impl IntoView {
         box_text.set(format_box(b));
     };
 
-    let open_file = move |file: web_sys::File| {
-        status.set("running".into());
-        spawn_local(async move {
-            let name = file.name();
-            let t0 = now_ms();
-            let decoded = match read_file(&file).await {
-                Ok(bytes) => decode_photo(&bytes, DEFAULT_MAX_PIXELS).map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            timing.set(format!("photo decoded in {:.0} ms", now_ms() - t0));
-            match (decoded, web_sys::Url::create_object_url_with_blob(&file)) {
+    // A photo's bytes from a file, a drop, a paste or an example.
+    let open_photo = move |name: String, bytes: Result<Vec<u8>, String>| {
+        let t0 = now_ms();
+        let blob = bytes.as_ref().ok().and_then(|b| {
+            let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(b.as_slice()));
+            web_sys::Blob::new_with_u8_array_sequence(&parts).ok()
+        });
+        let decoded = bytes.and_then(|b| decode_photo(&b, DEFAULT_MAX_PIXELS).map_err(|e| e.to_string()));
+        timing.set(format!("photo decoded in {:.0} ms", now_ms() - t0));
+        let url = blob.and_then(|b| web_sys::Url::create_object_url_with_blob(&b).ok()).ok_or(());
+        {
+            match (decoded, url) {
                 (Ok(image), Ok(url)) => {
                     if let Some(old) = photo.get_untracked() {
                         revoke(&old.url);
@@ -225,7 +241,15 @@ fn App() -> impl IntoView {
                 (Err(e), _) => status.set(format!("error: {name}: {e}")),
                 (_, Err(_)) => status.set(format!("error: {name}: the browser cannot show this file")),
             }
-        });
+        }
+    };
+    let open_file = move |file: web_sys::File| {
+        status.set("running".into());
+        spawn_local(async move { open_photo(file.name(), read_file(&file).await) });
+    };
+    let open_example = move |name: &'static str| {
+        status.set("running".into());
+        spawn_local(async move { open_photo(name.to_string(), model::fetch(&format!("examples/{name}")).await) });
     };
     let on_file = move |ev: leptos::ev::Event| {
         let input: web_sys::HtmlInputElement = ev.target().unwrap().unchecked_into();
@@ -384,6 +408,30 @@ fn App() -> impl IntoView {
                 <button type="submit">"Describe"</button>
             </form>
         </section>
+        <section class="bar second">
+            <span>
+                "Try an example: "
+                {["field.jpg", "tower.jpg", "panorama.jpg"]
+                    .map(|n| view! { <button type="button" class="example" on:click=move |_| open_example(n)>{n}</button> })
+                    .collect_view()}
+            </span>
+            <form on:submit=move |ev: leptos::ev::SubmitEvent| {
+                ev.prevent_default();
+                load_model();
+            }>
+                <label>
+                    " Model "
+                    <input
+                        class="model-url"
+                        type="text"
+                        placeholder="URL of a converted bundle folder"
+                        prop:value=move || model_url.get()
+                        on:input=move |ev| model_url.set(event_target_value(&ev))
+                    />
+                </label>
+                <button type="submit">"Load model"</button>
+            </form>
+        </section>
         <p class="meta">
             "Status: " <span data-role="status">{move || status.get()}</span>
             " · Compute: " <span data-role="backend">{move || backend.get()}</span>
@@ -474,7 +522,7 @@ fn results(d: Description) -> impl IntoView {
                                 view! {
                                     <li>
                                         <span class="name">{a.name}</span>
-                                        <span class="bar"><span style=width></span></span>
+                                        <span class="meter"><span style=width></span></span>
                                         <span class="value">{format!("{:.2}", a.score)}</span>
                                     </li>
                                 }

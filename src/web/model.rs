@@ -14,11 +14,16 @@ use crate::describe::Describer;
 pub fn bundle_url() -> String {
     let query = web_sys::window().and_then(|w| w.location().search().ok()).unwrap_or_default();
     let from_query = web_sys::UrlSearchParams::new_with_str(&query).ok().and_then(|p| p.get("model"));
-    let url = from_query.filter(|u| !u.is_empty()).unwrap_or_else(|| "model/".to_string());
-    if url.ends_with('/') { url } else { format!("{url}/") }
+    folder_url(&from_query.filter(|u| !u.is_empty()).unwrap_or_else(|| "model/".to_string()))
 }
 
-async fn fetch(url: &str) -> Result<Vec<u8>, String> {
+/// A folder URL ends with a slash (a trailing `manifest.json` is taken off).
+pub fn folder_url(url: &str) -> String {
+    let url = url.trim().trim_end_matches(MANIFEST);
+    if url.ends_with('/') { url.to_string() } else { format!("{url}/") }
+}
+
+pub async fn fetch(url: &str) -> Result<Vec<u8>, String> {
     let window = web_sys::window().ok_or("no window")?;
     let response = JsFuture::from(window.fetch_with_str(url))
         .await
