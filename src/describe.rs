@@ -136,7 +136,7 @@ impl Describer {
     pub fn from_loader(loader: Loader, tokenizer_json: &[u8]) -> Result<Describer, OpenError> {
         let bundle = loader.bundle.clone();
         Manifest::verify(&bundle, &loader.manifest.t5_tokenizer, tokenizer_json)?;
-        let device = loader.model.t5_proj.weight.val().device();
+        let device = loader.device.clone();
         let (model, manifest) = loader.finish()?;
         let tokenizer = T5Tokenizer::from_json(tokenizer_json, manifest.config.max_txt_len)
             .map_err(|e| OpenError::Tokenizer(bundle, e))?;
@@ -196,14 +196,14 @@ impl Describer {
         ready(self.run(photo, region, options, None, ReadBack::Blocking)).map(|(d, _)| d)
     }
 
-    /// [`Describer::describe`] with awaited read-backs, for the browser.
-    pub async fn describe_async(
+    /// Describes the region of views already built by [`Describer::views`], with awaited
+    /// read-backs, for the browser (which shows the views first).
+    pub async fn describe_views_async(
         &self,
-        photo: &RgbImage,
-        region: RegionBox,
+        views: Views,
         options: &DescribeOptions,
     ) -> Result<Description, DescribeError> {
-        self.run(photo, region, options, None, ReadBack::Async).await.map(|(d, _)| d)
+        self.run_views(views, options, None, None, ReadBack::Async).await.map(|(d, _)| d)
     }
 
     /// Like [`Describer::describe`], with each stage's milliseconds measured by `clock` (a
@@ -239,11 +239,25 @@ impl Describer {
         mut clock: Option<&mut dyn FnMut() -> f64>,
         read: ReadBack,
     ) -> Result<(Description, Timings), DescribeError> {
+        let start = clock.as_mut().map(|c| c());
+        let views = self.views(photo, region, options.num_views)?;
+        self.run_views(views, options, clock, start, read).await
+    }
+
+    /// Everything after the views; `start` is when the views began, if they are timed.
+    async fn run_views(
+        &self,
+        views: Views,
+        options: &DescribeOptions,
+        mut clock: Option<&mut dyn FnMut() -> f64>,
+        start: Option<f64>,
+        read: ReadBack,
+    ) -> Result<(Description, Timings), DescribeError> {
         if options.beams == 0 {
             return Err(DescribeError::Options("beams must be at least 1".into()));
         }
         let mut timings = Timings::new();
-        let mut last = clock.as_mut().map_or(0.0, |c| c());
+        let mut last = start.unwrap_or(0.0);
         let mut lap = |stage: &'static str| {
             if let Some(clock) = clock.as_mut() {
                 // the stage's work may still be queued on the device
@@ -253,7 +267,6 @@ impl Describer {
                 last = now;
             }
         };
-        let views = self.views(photo, region, options.num_views)?;
         lap("views");
         let encoded = self.encode_staged(&views, &mut lap);
         let scores = &encoded.scores;

@@ -132,13 +132,14 @@ pub struct Loader {
     pub bundle: String,
     pub manifest: Manifest,
     pub model: DynRefer,
+    pub device: Device,
     applied: usize,
 }
 
 impl Loader {
     pub fn new(bundle: &str, manifest: Manifest, device: &Device) -> Loader {
         let model = manifest.config.init(device);
-        Loader { bundle: bundle.to_string(), manifest, model, applied: 0 }
+        Loader { bundle: bundle.to_string(), manifest, model, device: device.clone(), applied: 0 }
     }
 
     /// Verifies shard `index` and moves its tensors to the device; the bytes are dropped after.

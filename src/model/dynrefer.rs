@@ -4,6 +4,8 @@
 //! Module paths are the official keys under one prefix per source file ([`official_path`]), so
 //! the converter is a table and a bundle's tensor names say where each came from.
 
+use std::sync::OnceLock;
+
 use burn::module::Param;
 use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
@@ -94,17 +96,28 @@ pub enum Source {
 /// EVA-CLIP's own output layers, which BLIP-2 does not use (it reads the last block's tokens).
 pub const EVA_OUTPUT_LAYERS: &[&str] = &["visual_encoder.norm.", "visual_encoder.fc_norm.", "visual_encoder.head."];
 
+/// A key table's patterns, compiled once.
+struct Remap(Vec<(regex::Regex, &'static str)>);
+
+impl Remap {
+    fn new<'a>(table: impl IntoIterator<Item = &'a (&'static str, &'static str)>) -> Remap {
+        Remap(table.into_iter().map(|(p, to)| (regex::Regex::new(p).expect("a valid key pattern"), *to)).collect())
+    }
+
+    fn apply(&self, key: &str) -> String {
+        self.0.iter().fold(key.to_string(), |k, (pattern, to)| pattern.replace_all(&k, *to).into_owned())
+    }
+}
+
 /// The module path of an official key, or `None` for keys the model does not use.
 pub fn official_path(source: Source, key: &str) -> Option<String> {
-    let remap = |key: &str, table: &[(&str, &str)]| {
-        table.iter().fold(key.to_string(), |k, (pattern, to)| {
-            regex::Regex::new(pattern).expect("a valid key pattern").replace_all(&k, *to).into_owned()
-        })
-    };
+    static T5_REMAP: OnceLock<Remap> = OnceLock::new();
+    static LAVIS_REMAP: OnceLock<Remap> = OnceLock::new();
+    static TEXT_FFN: OnceLock<regex::Regex> = OnceLock::new();
     match source {
         Source::T5 => {
             let unused = key.ends_with("embed_tokens.weight"); // tied to `shared`
-            (!unused).then(|| format!("t5.{}", remap(key, T5_KEY_REMAP)))
+            (!unused).then(|| format!("t5.{}", T5_REMAP.get_or_init(|| Remap::new(T5_KEY_REMAP)).apply(key)))
         }
         Source::ClipText => (key != "logit_scale").then(|| format!("clip_text.{key}")),
         Source::Lavis => {
@@ -124,14 +137,16 @@ pub fn official_path(source: Source, key: &str) -> Option<String> {
             } else {
                 return None;
             };
-            let table: Vec<(&str, &str)> = KEY_REMAP.iter().chain(FUSE_KEYS).copied().collect();
-            let path = format!("{prefix}.{}", remap(rest, &table));
+            let remap = LAVIS_REMAP.get_or_init(|| Remap::new(KEY_REMAP.iter().chain(FUSE_KEYS)));
+            let path = format!("{prefix}.{}", remap.apply(rest));
             // the Q-Former's text branch and embeddings are not used for queries
             let text_branch =
                 ["embeddings.position_ids", "embeddings.word_embeddings", "embeddings.position_embeddings"]
                     .iter()
                     .any(|p| rest.starts_with(p))
-                    || regex::Regex::new(r"^encoder\.layer\.\d+\.(intermediate|output)\.").unwrap().is_match(rest);
+                    || TEXT_FFN
+                        .get_or_init(|| regex::Regex::new(r"^encoder\.layer\.\d+\.(intermediate|output)\.").unwrap())
+                        .is_match(rest);
             (!(prefix == "qformer" && text_branch)).then_some(path)
         }
     }

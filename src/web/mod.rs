@@ -170,9 +170,9 @@ fn App() -> impl IntoView {
         let t1 = now_ms();
         let shown = built.map_err(|e| e.to_string()).and_then(|v| {
             let json = serde_json::to_string(&v).map_err(|e| e.to_string())?;
-            Ok((thumbs(&v)?, json))
+            Ok((thumbs(&v)?, json, v))
         });
-        let (t, json) = match shown {
+        let (t, json, built) = match shown {
             Ok(shown) => shown,
             Err(e) => return status.set(format!("error: {e}")),
         };
@@ -194,7 +194,7 @@ fn App() -> impl IntoView {
             ..DescribeOptions::default()
         };
         spawn_local(async move {
-            let described = model.describe_async(&p.image, RegionBox(b), &options).await;
+            let described = model.describe_views_async(built, &options).await;
             if run_id.get_value() != id {
                 return; // a newer box replaced this one
             }
