@@ -172,6 +172,10 @@ impl Describer {
         &self.device
     }
 
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
     pub fn model(&self) -> &DynRefer {
         &self.model
     }

@@ -43,22 +43,7 @@ fn page_flow(webgpu: bool) {
     assert_eq!(browser.role_text("status").as_deref(), Some("done"));
     let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
     let native = native_describe(&path, "160,120.5,400,300.25");
-    assert_eq!(page["views"], native["views"]);
-    assert_eq!(
-        page["caption_ids"], native["caption_ids"],
-        "caption ids: page {} CLI {}",
-        page["caption"], native["caption"]
-    );
-    assert_eq!(page["caption"], native["caption"]);
-    for field in ["tags", "attributes", "classes"] {
-        let (p, n) = (page[field].as_array().unwrap(), native[field].as_array().unwrap());
-        assert_eq!(p.len(), n.len(), "{field}");
-        for (a, b) in p.iter().zip(n) {
-            assert_eq!(a["name"], b["name"], "{field}");
-            let d = (a["score"].as_f64().unwrap() - b["score"].as_f64().unwrap()).abs();
-            assert!(d < 1e-4, "{field} {}: page {} CLI {}", a["name"], a["score"], b["score"]);
-        }
-    }
+    assert_same_description(&page, &native);
     let shown = browser.js("return document.querySelectorAll('[data-role=view]').length", serde_json::json!([]));
     assert_eq!(shown, 3);
     assert_eq!(browser.role_text("caption").unwrap(), native["caption"].as_str().unwrap());
@@ -137,14 +122,46 @@ fn page_flow(webgpu: bool) {
     browser.type_into(".box-text", "100,100,300,250\n");
     browser.wait_status("a box on the example", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
     assert_eq!(browser.role_text("status").as_deref(), Some("done"));
+
+    // A q4 bundle (burnpack shards, 4-bit block-quantized matmuls) answers as the CLI does on it.
+    let q4 = q4_bundle();
+    browser.type_into(".model-url", "model-q4/\n");
+    browser.wait_status("the q4 model", Duration::from_secs(120), |s| s == "ready" || s.starts_with("error"));
+    assert_eq!(browser.role_text("status").as_deref(), Some("ready"));
+    browser.type_into(".box-text", "100,100,300,250\n");
+    browser.wait_status("a box with the q4 model", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
+    assert_eq!(browser.role_text("status").as_deref(), Some("done"));
+    let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
+    assert_same_description(&page, &native_describe_with(q4, &dist().join("examples/field.jpg"), "100,100,300,250", 3));
     let _ = std::fs::remove_file(path);
+}
+
+/// The built-in model's files converted to a q4 bundle in `dist/model-q4`, once per run.
+fn q4_bundle() -> &'static std::path::Path {
+    static Q4: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    Q4.get_or_init(|| {
+        let out = dist().join("model-q4");
+        let _ = std::fs::remove_dir_all(&out);
+        let args = common::convert_args(&common::e2e_file(""), "q4", &out);
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_dynrefer")).args(&args).status().unwrap();
+        assert!(status.success());
+        out
+    })
 }
 
 /// The native CLI's description with the page's defaults, on the bundle the page loaded.
 fn native_describe(image: &std::path::Path, region: &str) -> serde_json::Value {
-    let model = dist().join("model");
+    native_describe_views(image, region, 3)
+}
+
+fn native_describe_views(image: &std::path::Path, region: &str, views: usize) -> serde_json::Value {
+    native_describe_with(&dist().join("model"), image, region, views)
+}
+
+fn native_describe_with(model: &std::path::Path, image: &std::path::Path, region: &str, views: usize) -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynrefer"))
         .args(["describe", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--box", region])
+        .args(["--num-views", &views.to_string()])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -161,6 +178,118 @@ fn page_works_on_the_cpu_backend() {
 #[ignore = "needs dist/ (trunk build) and chromedriver: run by tools/test.sh"]
 fn page_works_on_webgpu() {
     page_flow(true);
+}
+
+/// A description from the page equals the CLI's: views, tag set, scores within 1e-4, caption ids.
+fn assert_same_description(page: &serde_json::Value, native: &serde_json::Value) {
+    assert!(same_numbers(&page["views"], &native["views"]), "views: page {} CLI {}", page["views"], native["views"]);
+    assert_eq!(page["caption_ids"], native["caption_ids"], "caption: page {} CLI {}", page["caption"], native["caption"]);
+    assert_eq!(page["caption"], native["caption"]);
+    for field in ["tags", "attributes", "classes"] {
+        let (p, n) = (page[field].as_array().unwrap(), native[field].as_array().unwrap());
+        assert_eq!(p.len(), n.len(), "{field}");
+        for (a, b) in p.iter().zip(n) {
+            assert_eq!(a["name"], b["name"], "{field}");
+            let d = (a["score"].as_f64().unwrap() - b["score"].as_f64().unwrap()).abs();
+            assert!(d < 1e-4, "{field} {}: page {} CLI {}", a["name"], a["score"], b["score"]);
+        }
+    }
+}
+
+/// JSON equality where `100` (as JavaScript writes it) equals `100.0` (as Rust does).
+fn same_numbers(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value::{Array, Number, Object};
+    match (a, b) {
+        (Number(x), Number(y)) => x.as_f64() == y.as_f64(),
+        (Array(x), Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_numbers(x, y)),
+        (Object(x), Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_numbers(v, w))),
+        _ => a == b,
+    }
+}
+
+/// The events `www/embed.js` logged so far, as (event, element id, detail).
+fn widget_events(browser: &Browser) -> Vec<(String, String, serde_json::Value)> {
+    let log = browser.js("return document.getElementById('log').textContent", serde_json::json!([]));
+    log.as_str()
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["event"].as_str().unwrap().to_string(), v["id"].as_str().unwrap_or_default().to_string(), v["detail"].clone())
+        })
+        .collect()
+}
+
+fn wait_event(browser: &Browser, what: &str, found: impl Fn(&[(String, String, serde_json::Value)]) -> bool) {
+    let t0 = std::time::Instant::now();
+    while !found(&widget_events(browser)) {
+        assert!(t0.elapsed() < Duration::from_secs(240), "timed out waiting for {what}: {:?}", widget_events(browser));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// `www/embed.html` under a strict CSP: two widgets share one model load and answer like the CLI;
+/// a widget whose model is on another origin (CORS) answers too; a bad model URL gives
+/// `dynrefer-error` and the page keeps working; the host's CSS stays out of the widgets.
+#[test]
+#[ignore = "needs dist/ (trunk build) and chromedriver: run by tools/test.sh"]
+fn widget_works_on_a_strict_host_page() {
+    let site = StaticServer::with_headers(&dist(), &["Content-Security-Policy: script-src 'self' 'wasm-unsafe-eval'"]);
+    let models = StaticServer::with_headers(&dist(), &["Access-Control-Allow-Origin: *"]);
+    let browser = Browser::start(false);
+    browser.goto(&site.url("/embed.html"));
+    let result = |events: &[(String, String, serde_json::Value)], id: &str| {
+        events.iter().rev().find(|(e, i, _)| e == "dynrefer-result" && i == id).map(|(_, _, d)| d.clone())
+    };
+    wait_event(&browser, "both widgets' results", |e| result(e, "left").is_some() && result(e, "right").is_some());
+    let events = widget_events(&browser);
+    assert!(events.iter().all(|(e, ..)| e == "dynrefer-result"), "{events:?}");
+    let photo = dist().join("examples/field.jpg");
+    assert_same_description(&result(&events, "left").unwrap(), &native_describe_views(&photo, "40,180,300,420", 3));
+    assert_same_description(&result(&events, "right").unwrap(), &native_describe_views(&photo, "330,60,600,300", 2));
+    let manifests = browser.js(
+        "return performance.getEntriesByType('resource').filter(e => e.name.endsWith('/model/manifest.json')).length",
+        serde_json::json!([]),
+    );
+    assert_eq!(manifests, 1, "the two widgets share one model load");
+    let views = browser.js(
+        "return document.getElementById('right').shadowRoot.querySelectorAll('figure').length",
+        serde_json::json!([]),
+    );
+    assert_eq!(views, 2);
+    let border = browser.js(
+        "return getComputedStyle(document.getElementById('left').shadowRoot.querySelector('.status')).borderTopStyle",
+        serde_json::json!([]),
+    );
+    assert_eq!(border, "none", "the host's `p {{ border: dashed }}` must not reach inside the widget");
+
+    // A model on another origin, and a new box: the widget follows its attributes.
+    let cross = models.url("/model/");
+    browser.js(
+        "const w = document.getElementById('right'); w.setAttribute('model', arguments[0]); w.setAttribute('box', '100,100,300,250');",
+        serde_json::json!([cross]),
+    );
+    wait_event(&browser, "the cross-origin model's result", |e| {
+        result(e, "right").is_some_and(|d| same_numbers(&d["views"][0]["box"], &serde_json::json!([100, 100, 300, 250])))
+    });
+    let right = result(&widget_events(&browser), "right").unwrap();
+    assert_same_description(&right, &native_describe_views(&photo, "100,100,300,250", 2));
+
+    // A bad model URL: a clear error event; the other widgets keep working.
+    browser.js(
+        "const w = document.createElement('dynrefer-describer'); w.id = 'bad'; w.setAttribute('model', 'missing-model/'); \
+         w.setAttribute('src', 'examples/field.jpg'); w.setAttribute('box', '10,10,100,100'); document.body.append(w);",
+        serde_json::json!([]),
+    );
+    wait_event(&browser, "the bad model's error", |e| e.iter().any(|(e, i, _)| e == "dynrefer-error" && i == "bad"));
+    let events = widget_events(&browser);
+    let (_, _, error) = events.iter().find(|(e, i, _)| e == "dynrefer-error" && i == "bad").unwrap();
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("missing-model/manifest.json") && message.contains("404"), "{message}");
+    browser.js("document.getElementById('left').setAttribute('box', '200,200,400,400')", serde_json::json!([]));
+    wait_event(&browser, "the left widget after the error", |e| {
+        result(e, "left").is_some_and(|d| same_numbers(&d["views"][0]["box"], &serde_json::json!([200, 200, 400, 400])))
+    });
 }
 
 /// Not a test: times the views stage in the page on a large photo (`DYNREFER_BENCH_PHOTO`, box

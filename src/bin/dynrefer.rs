@@ -2,6 +2,7 @@
 //! and checks rely on (DESIGN.md §4): results on stdout, one error line on stderr, non-zero exit.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -11,6 +12,7 @@ use image::RgbImage;
 use safetensors::{Dtype, tensor::TensorView};
 
 use burn::prelude::Device;
+use dynrefer::bundle::{FileEntry, MANIFEST, Manifest, Quant};
 use dynrefer::convert::{Inputs, convert};
 use dynrefer::describe::{DescribeOptions, Describer};
 use dynrefer::photo::{DEFAULT_MAX_PIXELS, decode_photo};
@@ -39,6 +41,12 @@ enum Command {
     Describe {
         #[command(flatten)]
         run: DescribeArgs,
+    },
+    /// Check a bundle: every file's size and SHA-256, and what it holds (parameters, bytes per
+    /// dtype, shards), as JSON.
+    Inspect {
+        /// The bundle folder (with manifest.json).
+        bundle: PathBuf,
     },
     /// Time a stage and print per-stage median milliseconds as JSON.
     Bench {
@@ -98,9 +106,9 @@ struct ConvertArgs {
     /// What shapes cannot tell (heads, views, image size...); defaults are the official model's.
     #[arg(long)]
     arch: Option<PathBuf>,
-    /// Weight storage.
-    #[arg(long, default_value = "f32")]
-    quant: String,
+    /// Weight storage: f32, f16, q8 or q4 (linear and embedding weights block-quantized).
+    #[arg(long, default_value = "f32", value_parser = parse_quant)]
+    quant: Quant,
     /// A name for the page and `describe`.
     #[arg(long, default_value = "DynRefer-FlanT5")]
     name: String,
@@ -177,8 +185,17 @@ impl DescribeArgs {
             .map_err(|e| Failure(format!("{}: cannot read the file: {e}", self.image.display())))?;
         let photo = decode_photo(&bytes, (self.max_megapixels * 1e6) as u64)
             .map_err(|e| Failure(format!("{}: {e}", self.image.display())))?;
-        let describer =
-            Describer::open_dir(&self.model, &self.device()?, |_| {}).map_err(|e| Failure(e.to_string()))?;
+        let tty = std::io::stderr().is_terminal();
+        let describer = Describer::open_dir(&self.model, &self.device()?, |p| {
+            if tty {
+                let (done, total) = (p.done as f64 / 1e6, p.total as f64 / 1e6);
+                eprint!("\rloading {}: {done:.1} / {total:.1} MB {:<30}", self.model.display(), p.file);
+                if p.done == p.total {
+                    eprintln!();
+                }
+            }
+        })
+        .map_err(|e| Failure(e.to_string()))?;
         Ok((describer, photo, region, options))
     }
 }
@@ -277,10 +294,54 @@ fn bench_views(input: &ViewInput, iters: usize) -> Result<serde_json::Value, Fai
     }))
 }
 
-fn run_convert(args: &ConvertArgs) -> Result<(), Failure> {
-    if args.quant != "f32" {
-        return Err(Failure(format!("--quant {}: only f32 bundles exist so far", args.quant)));
+fn inspect(dir: &Path) -> Result<serde_json::Value, Failure> {
+    let bundle = dir.display().to_string();
+    let read = |file: &str| std::fs::read(dir.join(file)).map_err(|e| format!("{bundle}: {file}: cannot read: {e}"));
+    let manifest = Manifest::parse(&bundle, &read(MANIFEST).map_err(Failure)?).map_err(|e| Failure(e.to_string()))?;
+    let files: Vec<&FileEntry> =
+        manifest.shards.iter().chain([&manifest.t5_tokenizer, &manifest.clip_bpe]).collect();
+    let failures: Vec<String> = files
+        .iter()
+        .filter_map(|entry| {
+            let checked = read(&entry.file).and_then(|b| Manifest::verify(&bundle, entry, &b).map_err(|e| e.to_string()));
+            checked.err()
+        })
+        .collect();
+    if !failures.is_empty() {
+        return Err(Failure(format!("{} of {} files fail their check: {}", failures.len(), files.len(), failures.join("; "))));
     }
+    let mut dtypes = std::collections::BTreeMap::<&str, [usize; 3]>::new();
+    for entry in manifest.tensors.values() {
+        let numel: usize = entry.shape.iter().product();
+        let row = dtypes.entry(entry.dtype.as_str()).or_default();
+        row[0] += 1;
+        row[1] += numel;
+        row[2] += manifest.quant.stored_bytes(&entry.shape, entry.is_quantized());
+    }
+    let parameters: usize = dtypes.values().map(|r| r[1]).sum();
+    let weight_bytes: usize = manifest.shards.iter().map(|s| s.bytes).sum();
+    Ok(serde_json::json!({
+        "bundle": bundle,
+        "name": manifest.name,
+        "format": format!("{} v{}", manifest.format, manifest.version),
+        "quant": manifest.quant.name(),
+        "parameters": parameters,
+        "weight_bytes": weight_bytes,
+        "bytes_per_parameter": weight_bytes as f64 / parameters.max(1) as f64,
+        "dtypes": dtypes
+            .iter()
+            .map(|(d, [tensors, params, bytes])| (d.to_string(), serde_json::json!({"tensors": tensors, "parameters": params, "bytes": bytes})))
+            .collect::<serde_json::Map<_, _>>(),
+        "shards": manifest.shards.iter().map(|s| serde_json::json!({"file": s.file, "bytes": s.bytes, "sha256": s.sha256})).collect::<Vec<_>>(),
+        "verified": files.len(),
+    }))
+}
+
+fn parse_quant(text: &str) -> Result<Quant, String> {
+    Quant::parse(text).ok_or_else(|| format!("{text:?}: expected f32, f16, q8 or q4"))
+}
+
+fn run_convert(args: &ConvertArgs) -> Result<(), Failure> {
     let inputs = Inputs {
         blip2: args.blip2.clone(),
         dynrefer: args.dynrefer.clone(),
@@ -292,6 +353,7 @@ fn run_convert(args: &ConvertArgs) -> Result<(), Failure> {
         attributes: args.attributes.clone(),
         classes: args.classes.clone(),
         arch: args.arch.clone(),
+        quant: args.quant,
     };
     let manifest = convert(&inputs, &args.out, &args.name).map_err(|e| Failure(e.to_string()))?;
     let summary = serde_json::json!({
@@ -366,6 +428,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let description = describer.describe(&photo, region, &options).map_err(|e| describe_error(&run, e))?;
             println!("{}", serde_json::to_string(&description).expect("a description serialises"));
         }
+        Command::Inspect { bundle } => println!("{}", inspect(&bundle)?),
         Command::Bench { stage: BenchStage::Views { input, iters } } => {
             println!("{}", bench_views(&input, iters)?);
         }

@@ -1,13 +1,20 @@
-//! Model bundles (DESIGN §4): `manifest.json` + safetensors shards of at most 64 MiB + the
-//! tokenizer files. Tensors are stored under their module paths in the official (PyTorch) layout;
-//! every file carries its byte size and SHA-256, checked before it is used. Loading works from
+//! Model bundles (DESIGN §4): `manifest.json` + shards of at most 64 MiB + the tokenizer files.
+//! Every file carries its byte size and SHA-256, checked before it is used. Loading works from
 //! bytes, one shard at a time, so the page can stream a bundle from the network.
+//!
+//! Float bundles (`f32`, `f16`) hold safetensors shards in the official (PyTorch) layout. Quantized
+//! bundles (`q8`, `q4`) hold burnpack shards in burn's layout, since safetensors cannot store
+//! burn's quantized tensors: linear and embedding weights block-quantized, the rest in f32.
 
 use std::collections::BTreeMap;
 
-use burn::module::{ModuleVisitor, Param};
+use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
-use burn::store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::store::{
+    BurnToPyTorchAdapter, BurnpackStore, FloatCastAdapter, ModuleAdapter, ModuleSnapshot,
+    PyTorchToBurnAdapter, SafetensorsStore,
+};
+use burn::tensor::quantization::{QuantScheme, QuantValue, ScaleDtype, quantized_data_len};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -32,6 +39,67 @@ pub enum BundleError {
     Missing { bundle: String, count: usize, example: String },
 }
 
+/// How a bundle stores its weights (`convert --quant`).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Quant {
+    #[default]
+    F32,
+    F16,
+    Q8,
+    Q4,
+}
+
+/// Values per quantization block, along a weight's last (contiguous) dimension in burn's layout.
+pub const QUANT_BLOCK: usize = 32;
+
+impl Quant {
+    pub fn parse(text: &str) -> Option<Quant> {
+        serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Quant::F32 => "f32",
+            Quant::F16 => "f16",
+            Quant::Q8 => "q8",
+            Quant::Q4 => "q4",
+        }
+    }
+
+    /// The block-wise symmetric scheme of a quantized bundle; f16 scales keep q4 near half a byte
+    /// per parameter.
+    pub fn scheme(self) -> Option<QuantScheme> {
+        let value = match self {
+            Quant::F32 | Quant::F16 => return None,
+            Quant::Q8 => QuantValue::Q8S,
+            Quant::Q4 => QuantValue::Q4S,
+        };
+        Some(QuantScheme::default().with_value(value).per_block([QUANT_BLOCK as u8], ScaleDtype::F16))
+    }
+
+    pub fn shard_extension(self) -> &'static str {
+        if self.scheme().is_some() { "bpk" } else { "safetensors" }
+    }
+
+    /// Whether this mode quantizes a linear or embedding weight of `shape` (burn's layout): its
+    /// rows must tile into blocks, and small ones (T5's relative position buckets) stay exact.
+    pub fn quantizes(self, shape: &[usize]) -> bool {
+        self.scheme().is_some()
+            && matches!(shape, [rows, cols] if cols % QUANT_BLOCK == 0 && rows * cols >= 64 * QUANT_BLOCK)
+    }
+
+    /// Bytes a tensor takes in a bundle of this mode.
+    pub fn stored_bytes(self, shape: &[usize], quantized: bool) -> usize {
+        let numel: usize = shape.iter().product();
+        match (self.scheme(), quantized) {
+            (Some(scheme), true) => quantized_data_len(&scheme, &Shape::from(shape.to_vec())),
+            _ if self == Quant::F16 => 2 * numel,
+            _ => 4 * numel,
+        }
+    }
+}
+
 /// One file of the bundle.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FileEntry {
@@ -43,8 +111,15 @@ pub struct FileEntry {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TensorEntry {
     pub shard: usize,
+    /// `F32`, `F16`, or the bundle's quantization (`q8`, `q4`).
     pub dtype: String,
     pub shape: Vec<usize>,
+}
+
+impl TensorEntry {
+    pub fn is_quantized(&self) -> bool {
+        Quant::parse(&self.dtype).is_some_and(|q| q.scheme().is_some())
+    }
 }
 
 /// The names behind the heads' outputs, in file order.
@@ -62,6 +137,8 @@ pub struct Manifest {
     pub format: String,
     pub version: u32,
     pub name: String,
+    #[serde(default)]
+    pub quant: Quant,
     pub config: DynReferConfig,
     pub tag_threshold: f32,
     pub vocabularies: VocabularyNames,
@@ -146,15 +223,29 @@ impl Loader {
     pub fn add_shard(&mut self, index: usize, bytes: Vec<u8>) -> Result<(), BundleError> {
         let entry = &self.manifest.shards[index];
         Manifest::verify(&self.bundle, entry, &bytes)?;
-        let mut store =
-            SafetensorsStore::from_bytes(Some(bytes)).with_from_adapter(PyTorchToBurnAdapter).allow_partial(true);
-        let result = self.model.load_from(&mut store).map_err(|e| BundleError::File {
+        let first_line = |e: String| e.lines().next().unwrap_or_default().to_string();
+        let result = if entry.file.ends_with(".bpk") {
+            let bytes = burn::store::burn_pack::Bytes::from_bytes_vec(bytes);
+            let mut store = BurnpackStore::from_bytes(Some(bytes)).allow_partial(true).validate(false);
+            self.model.load_from(&mut store).map_err(|e| first_line(e.to_string()))
+        } else {
+            // f16 shards widen to f32: the model computes in f32 everywhere
+            let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(burn::tensor::DType::F32));
+            let mut store =
+                SafetensorsStore::from_bytes(Some(bytes)).with_from_adapter(adapter).allow_partial(true).validate(false);
+            self.model.load_from(&mut store).map_err(|e| first_line(e.to_string()))
+        };
+        let result = result.map_err(|message| BundleError::File {
             bundle: self.bundle.clone(),
             file: entry.file.clone(),
-            message: e.to_string().lines().next().unwrap_or_default().to_string(),
+            message,
         })?;
-        if !result.errors.is_empty() || !result.unused.is_empty() {
-            let message = format!("does not fit the model: {:?} {:?}", result.errors, result.unused);
+        let first = result.errors.first().map(ToString::to_string).or_else(|| {
+            result.unused.first().map(|name| format!("'{name}' is not a tensor of the manifest's architecture"))
+        });
+        if let Some(first) = first {
+            let more = result.errors.len() + result.unused.len() - 1;
+            let message = format!("does not fit the model of the manifest: {first} (and {more} more)");
             return Err(BundleError::File { bundle: self.bundle.clone(), file: entry.file.clone(), message });
         }
         self.applied += result.applied.len();
@@ -177,7 +268,22 @@ impl Loader {
                 .unwrap_or_default();
             return Err(BundleError::Missing { bundle: self.bundle, count: expected - self.applied, example });
         }
-        Ok((self.model, self.manifest))
+        // The CPU backend dequantizes a quantized weight on every use (18x slower per token on the
+        // tests' model), so there a quantized bundle saves download and storage, not memory.
+        let model = if self.manifest.quant.scheme().is_some() && self.device == Device::flex() {
+            self.model.map(&mut Dequantize)
+        } else {
+            self.model
+        };
+        Ok((model, self.manifest))
+    }
+}
+
+struct Dequantize;
+
+impl ModuleMapper for Dequantize {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(Tensor::dequantize)
     }
 }
 

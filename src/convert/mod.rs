@@ -17,10 +17,14 @@ use burn::store::{
     FloatCastAdapter, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
     bridge,
 };
+use burn::tensor::DType;
+use burn::tensor::quantization::QuantStore;
 use serde::Deserialize;
 
 use crate::bundle::sha256_hex;
-use crate::bundle::{FORMAT, FileEntry, MANIFEST, MAX_SHARD_BYTES, Manifest, TensorEntry, VERSION, VocabularyNames};
+use crate::bundle::{
+    FORMAT, FileEntry, MANIFEST, MAX_SHARD_BYTES, Manifest, Quant, TensorEntry, VERSION, VocabularyNames,
+};
 use crate::decode::clip_bpe::ClipBpe;
 use crate::model::clip_text::ClipTextConfig;
 use crate::model::dynrefer::{DynReferConfig, EVA_OUTPUT_LAYERS, Source, official_path};
@@ -62,6 +66,7 @@ pub struct Inputs {
     pub attributes: PathBuf,
     pub classes: PathBuf,
     pub arch: Option<PathBuf>,
+    pub quant: Quant,
 }
 
 /// What tensor shapes cannot tell (`--arch`); defaults are the official model's.
@@ -272,9 +277,11 @@ fn infer_config(
         .with_max_txt_len(arch.max_txt_len))
 }
 
-/// Writes safetensors shards of at most [`MAX_SHARD_BYTES`] (a larger tensor gets its own).
+/// Writes shards of at most [`MAX_SHARD_BYTES`] (a larger tensor gets its own): safetensors for
+/// float bundles, burnpack for quantized ones.
 struct ShardWriter {
     dir: PathBuf,
+    quant: Quant,
     pending: Vec<(String, TensorData)>,
     pending_bytes: usize,
     shards: Vec<FileEntry>,
@@ -282,14 +289,17 @@ struct ShardWriter {
 }
 
 impl ShardWriter {
-    /// Adds an f32 tensor.
     fn add(&mut self, name: String, data: TensorData) -> Result<(), ConvertError> {
         let bytes = data.as_bytes().len();
         if self.pending_bytes + bytes > MAX_SHARD_BYTES && !self.pending.is_empty() {
             self.flush()?;
         }
         self.pending_bytes += bytes;
-        let entry = TensorEntry { shard: self.shards.len(), dtype: "F32".into(), shape: data.shape().to_vec() };
+        let dtype = match data.dtype() {
+            burn::tensor::DType::QFloat(_) => self.quant.name().to_string(),
+            dtype => format!("{dtype:?}"),
+        };
+        let entry = TensorEntry { shard: self.shards.len(), dtype, shape: data.shape().to_vec() };
         self.tensors.insert(name.clone(), entry);
         self.pending.push((name, data));
         Ok(())
@@ -299,18 +309,27 @@ impl ShardWriter {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let file = format!("weights-{:05}.safetensors", self.shards.len());
-        let views: Vec<(String, safetensors::tensor::TensorView)> = self
-            .pending
-            .iter()
-            .map(|(n, d)| {
-                let view =
-                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, d.shape().to_vec(), d.as_bytes());
-                (n.clone(), view.expect("f32 data of its shape"))
-            })
-            .collect();
-        let bytes = safetensors::serialize(views, None).map_err(|e| file_err(&self.dir.join(&file), e))?;
-        std::fs::write(self.dir.join(&file), &bytes).map_err(|e| file_err(&self.dir.join(&file), e))?;
+        let file = format!("weights-{:05}.{}", self.shards.len(), self.quant.shard_extension());
+        let path = self.dir.join(&file);
+        let bytes = if self.quant.scheme().is_some() {
+            let tensors = self.pending.drain(..).map(|(n, d)| bridge::from_data(d, n, None)).collect();
+            burn::store::burn_pack::Writer::new(tensors).into_bytes().map_err(|e| file_err(&path, e))?.to_vec()
+        } else {
+            let views: Vec<(String, safetensors::tensor::TensorView)> = self
+                .pending
+                .iter()
+                .map(|(n, d)| {
+                    let dtype = match d.dtype() {
+                        burn::tensor::DType::F16 => safetensors::Dtype::F16,
+                        _ => safetensors::Dtype::F32,
+                    };
+                    let view = safetensors::tensor::TensorView::new(dtype, d.shape().to_vec(), d.as_bytes());
+                    (n.clone(), view.expect("float data of its shape"))
+                })
+                .collect();
+            safetensors::serialize(views, None).map_err(|e| file_err(&path, e))?
+        };
+        std::fs::write(&path, &bytes).map_err(|e| file_err(&path, e))?;
         self.shards.push(FileEntry { file, bytes: bytes.len(), sha256: sha256_hex(&bytes) });
         self.pending.clear();
         self.pending_bytes = 0;
@@ -429,7 +448,7 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
     let mut expected = ParamShapes::default();
     model.visit(&mut expected);
     drop(model);
-    for (name, want) in &expected.params {
+    for ParamInfo { official: name, shape: want, .. } in &expected.params {
         if name.starts_with("vocab.") {
             continue;
         }
@@ -446,8 +465,8 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
             Some(_) => {}
         }
     }
-    let wanted: std::collections::HashSet<&str> = expected.params.iter().map(|(n, _)| n.as_str()).collect();
-    if let Some((_, e)) = entries.iter().find(|(k, _)| !wanted.contains(k.as_str())) {
+    let params: HashMap<&str, &ParamInfo> = expected.params.iter().map(|p| (p.official.as_str(), p)).collect();
+    if let Some((_, e)) = entries.iter().find(|(k, _)| !params.contains_key(k.as_str())) {
         return Err(ConvertError::Key {
             file: e.file.display().to_string(),
             key: e.key.clone(),
@@ -458,6 +477,7 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
     std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
     let mut writer = ShardWriter {
         dir: out.to_path_buf(),
+        quant: inputs.quant,
         pending: vec![],
         pending_bytes: 0,
         shards: vec![],
@@ -470,7 +490,8 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
         if let Some(rest) = path.strip_prefix("clip_text.") {
             clip_tensors.push(bridge::from_data(data.clone(), rest.to_string(), None));
         }
-        writer.add(path.clone(), data)?;
+        let (name, data) = stored(params[path.as_str()], data, inputs.quant, &device);
+        writer.add(name, data)?;
         bar.step(path);
     }
     drop(entries);
@@ -484,7 +505,7 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
         return Err(file_err(&inputs.clip_text, format!("does not fit the text tower: {applied}")));
     }
     let context = config.clip_text.context;
-    for (name, texts) in [
+    for (vocab, texts) in [
         ("vocab.tags", tags.clone()),
         ("vocab.attribute_templates", templates),
         ("vocab.classes", classes.iter().map(|c| format!("the {}", c.to_lowercase())).collect()),
@@ -495,8 +516,10 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
             let tokens = Tensor::<2, Int>::from_data(TensorData::new(tokens, [batch.len(), context]), &device);
             rows.extend(clip.forward(tokens).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32"));
         }
-        writer.add(name.to_string(), TensorData::new(rows, [texts.len(), config.clip_text.embed_dim]))?;
-        bar.step(name);
+        let data = TensorData::new(rows, [texts.len(), config.clip_text.embed_dim]);
+        let (name, data) = stored(params[vocab], data, inputs.quant, &device);
+        writer.add(name, data)?;
+        bar.step(vocab);
     }
     writer.flush()?;
 
@@ -509,6 +532,7 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
         format: FORMAT.into(),
         version: VERSION,
         name: name.to_string(),
+        quant: inputs.quant,
         config,
         tag_threshold: arch.tag_threshold,
         vocabularies: VocabularyNames { tags, attributes, templates_per_attribute, classes },
@@ -523,13 +547,24 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
     Ok(manifest)
 }
 
-/// The model's parameters as the official files hold them: names (norms' `gamma`/`beta` as
-/// `weight`/`bias`) and shapes (linear weights `[out, in]`), read without allocating any weight.
+/// One parameter of the model, as the official files hold it (names with norms' `gamma`/`beta` as
+/// `weight`/`bias`, linear weights `[out, in]`) and as burn holds it.
+struct ParamInfo {
+    official: String,
+    burn: String,
+    shape: Vec<usize>,
+    /// A linear weight: burn stores it transposed.
+    linear: bool,
+    /// A linear, embedding or packed attention weight: quantized in a q8/q4 bundle.
+    matrix: bool,
+}
+
+/// The model's parameters, read from its lazily built modules without allocating any weight.
 #[derive(Default)]
 struct ParamShapes {
     path: Vec<String>,
     containers: Vec<String>,
-    params: Vec<(String, Vec<usize>)>,
+    params: Vec<ParamInfo>,
 }
 
 impl ModuleVisitor for ParamShapes {
@@ -545,17 +580,75 @@ impl ModuleVisitor for ParamShapes {
 
     fn visit_float<const D: usize>(&mut self, param: &Param<burn::prelude::Tensor<D>>) {
         let mut shape = param.lazy_shape().to_vec();
+        let burn = self.path.join(".");
         let mut path = self.path.clone();
         let module = self.containers.iter().rev().find(|c| c.starts_with("Struct:")).map(String::as_str);
         let last = path.last_mut().expect("a parameter has a name");
+        let linear = module == Some("Struct:Linear") && last == "weight";
+        // EVA-CLIP's attention keeps its packed projection as a bare parameter
+        let matrix = linear || (module == Some("Struct:Embedding") && last == "weight") || last == "in_proj_weight";
         match (module, last.as_str()) {
             (Some("Struct:Linear"), "weight") => shape.reverse(),
             (Some("Struct:LayerNorm" | "Struct:RmsNorm"), "gamma") => *last = "weight".into(),
             (Some("Struct:LayerNorm" | "Struct:RmsNorm"), "beta") => *last = "bias".into(),
             _ => {}
         }
-        self.params.push((path.join("."), shape));
+        self.params.push(ParamInfo { official: path.join("."), burn, shape, linear, matrix });
     }
+}
+
+/// Parameters and bundle bytes of a model of `config` in mode `quant`, from its lazily built
+/// modules: what converting the real checkpoints would write, without them.
+pub fn projected_size(config: &DynReferConfig, quant: Quant) -> (usize, usize) {
+    let mut shapes = ParamShapes::default();
+    config.init(&Device::flex()).visit(&mut shapes);
+    shapes.params.iter().fold((0, 0), |(params, bytes), p| {
+        let mut shape = p.shape.clone();
+        if p.linear {
+            shape.reverse();
+        }
+        let quantized = p.matrix && quant.quantizes(&shape);
+        (params + shape.iter().product::<usize>(), bytes + quant.stored_bytes(&shape, quantized))
+    })
+}
+
+/// A tensor in the form the bundle stores: official name and layout for float bundles; burn's
+/// name and layout for quantized ones, with the large linear and embedding weights quantized.
+fn stored(info: &ParamInfo, data: TensorData, quant: Quant, device: &Device) -> (String, TensorData) {
+    let Some(scheme) = quant.scheme() else {
+        let dtype = if quant == Quant::F16 { burn::tensor::DType::F16 } else { burn::tensor::DType::F32 };
+        return (info.official.clone(), data.convert_dtype(dtype));
+    };
+    if info.shape.len() != 2 {
+        return (info.burn.clone(), data);
+    }
+    let mut tensor = Tensor::<2>::from_data(data, device);
+    if info.linear {
+        tensor = tensor.transpose();
+    }
+    if info.matrix && quant.quantizes(&tensor.dims()) {
+        return (info.burn.clone(), packed(tensor.quantize_dynamic(&scheme).into_data()));
+    }
+    (info.burn.clone(), tensor.into_data())
+}
+
+/// Quantized data in burn's portable form (values packed into `u32` words, low bits first, then
+/// the block scales), which every backend reads; the CPU backend hands out one `i8` per value.
+fn packed(data: TensorData) -> TensorData {
+    let DType::QFloat(scheme) = data.dtype() else { unreachable!("quantized data") };
+    let shape = data.shape().clone();
+    let numel = shape.num_elements();
+    let bytes = data.into_bytes();
+    // `numel` is a multiple of the block, so the scales follow the values without padding
+    let (values, scales) = bytes.split_at(numel);
+    let bits = scheme.value.size_bits();
+    let mut out: Vec<u8> = Vec::with_capacity(numel * bits / 8 + scales.len());
+    for word in values.chunks(32 / bits) {
+        let word = word.iter().enumerate().fold(0u32, |acc, (i, &v)| acc | (u32::from(v) & ((1 << bits) - 1)) << (i * bits));
+        out.extend_from_slice(&word.to_le_bytes());
+    }
+    out.extend_from_slice(scales);
+    TensorData::from_bytes_vec(out, shape, DType::QFloat(scheme.with_store(QuantStore::PackedU32(0))))
 }
 
 /// `blocks.N.` in an EVA ViT key.

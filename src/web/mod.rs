@@ -3,6 +3,7 @@
 
 mod backend;
 mod model;
+mod widget;
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -10,17 +11,22 @@ use std::sync::Arc;
 use image::RgbImage;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 use crate::describe::{DescribeOptions, Describer, Description};
 use crate::photo::{DEFAULT_MAX_PIXELS, decode_photo};
 use crate::views::{RegionBox, ViewOptions, Views, build_views};
 
-/// Mounts the app on the page's body.
+/// Mounts the app on the page's body; or, loaded by `widget.js` (which leaves its hook object in
+/// `globalThis.__dynreferWidget`), lets it mount widgets instead.
 pub fn start() {
     console_error_panic_hook::set_once();
-    leptos::mount::mount_to_body(App);
+    let hook = js_sys::Reflect::get(&js_sys::global(), &"__dynreferWidget".into()).ok().filter(JsValue::is_object);
+    match hook {
+        Some(hook) => widget::register(&hook),
+        None => leptos::mount::mount_to_body(App),
+    }
 }
 
 /// A photo the person opened: its pixels (upright) and an object URL the page shows it from.

@@ -14,6 +14,9 @@ pub struct StaticServer {
     pub port: u16,
 }
 
+/// Response headers beyond the content type (e.g. a CSP, or CORS for a model host).
+pub type Headers = &'static [&'static str];
+
 fn content_type(path: &Path) -> &'static str {
     match path.extension().and_then(|e| e.to_str()) {
         Some("html") => "text/html; charset=utf-8",
@@ -26,7 +29,7 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-fn serve_one(mut stream: TcpStream, root: &Path) -> std::io::Result<()> {
+fn serve_one(mut stream: TcpStream, root: &Path, headers: Headers) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -43,9 +46,10 @@ fn serve_one(mut stream: TcpStream, root: &Path) -> std::io::Result<()> {
         Ok(f) if f.starts_with(root) && f.is_file() => ("200 OK", std::fs::read(&f)?, content_type(&f)),
         _ => ("404 Not Found", b"not found".to_vec(), "text/plain"),
     };
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
     stream.write_all(&body)
@@ -53,13 +57,17 @@ fn serve_one(mut stream: TcpStream, root: &Path) -> std::io::Result<()> {
 
 impl StaticServer {
     pub fn start(root: &Path) -> StaticServer {
+        StaticServer::with_headers(root, &[])
+    }
+
+    pub fn with_headers(root: &Path, headers: Headers) -> StaticServer {
         let root = root.canonicalize().expect("the site folder exists");
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let root = root.clone();
-                std::thread::spawn(move || serve_one(stream, &root));
+                std::thread::spawn(move || serve_one(stream, &root, headers));
             }
         });
         StaticServer { port }

@@ -11,6 +11,7 @@
 pub mod pth;
 
 use std::io::Cursor;
+use std::path::Path;
 
 use image::{DynamicImage, ImageFormat, RgbImage};
 use sha2::{Digest, Sha256};
@@ -159,4 +160,24 @@ pub fn scratch_dir(test: &str, name: &str) -> std::path::PathBuf {
 /// A file of the tiny official-format DynRefer in tests/data/e2e.
 pub fn e2e_file(file: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/e2e").join(file)
+}
+
+/// `dynrefer convert` arguments for a folder of official-format files named as the fixtures are.
+pub fn convert_args(src: &Path, quant: &str, out: &Path) -> Vec<String> {
+    let mut args: Vec<String> = vec!["convert".into()];
+    for (flag, file) in [
+        ("--blip2", "blip2.pth"),
+        ("--dynrefer", "dynrefer.pth"),
+        ("--t5", "t5"),
+        ("--clip-text", "clip_text.pt"),
+        ("--bpe", "bpe_simple_vocab_16e6.txt.gz"),
+        ("--tags", "ram_tag_list.txt"),
+        ("--attributes", "ovad2000.json"),
+        ("--classes", "coco.json"),
+        ("--arch", "arch.json"),
+    ] {
+        args.extend([flag.to_string(), src.join(file).display().to_string()]);
+    }
+    args.extend(["--quant".into(), quant.into(), "--out".into(), out.display().to_string()]);
+    args
 }
