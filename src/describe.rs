@@ -260,6 +260,14 @@ impl Describer {
         if options.beams == 0 {
             return Err(DescribeError::Options("beams must be at least 1".into()));
         }
+        // the fusion MLP reads the views side by side: their number is part of the model
+        let fused = self.manifest.config.num_views;
+        if views.views.len() != fused {
+            let asked = views.views.len();
+            return Err(DescribeError::Options(format!(
+                "num-views {asked}: this model fuses exactly {fused} views per region"
+            )));
+        }
         let mut timings = Timings::new();
         let mut last = start.unwrap_or(0.0);
         let mut lap = |stage: &'static str| {

@@ -288,6 +288,7 @@ fn broken_bundles_and_inputs_give_one_clear_line() {
     describe_fails(model, &image, &["--box", "50,50,50,60"], &["--box"]);
     describe_fails(model, &image, &["--box", "0,0,500,10"], &["--box"]);
     describe_fails(model, &image, &["--num-views", "0"], &["--num-views"]);
+    describe_fails(model, &image, &["--num-views", "2"], &["num-views 2", "exactly 3 views"]);
     #[cfg(not(feature = "wgpu"))]
     describe_fails(model, &image, &["--device", "gpu"], &["--device gpu", "--features wgpu"]);
 }

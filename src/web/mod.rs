@@ -104,6 +104,8 @@ fn App() -> impl IntoView {
     let region = RwSignal::new(None::<[f64; 4]>);
     let box_text = RwSignal::new(String::new());
     let num_views = RwSignal::new(3usize);
+    // A model fixes the number of views it fuses; without one the views can still be previewed.
+    let model_views = RwSignal::new(None::<usize>);
     let views = RwSignal::new(Vec::<Thumb>::new());
     let result = RwSignal::new(String::new());
     let timing = RwSignal::new(String::new());
@@ -135,6 +137,8 @@ fn App() -> impl IntoView {
             match model::load(&url, &dev, progress).await {
                 Ok(d) => {
                     model_name.set(d.manifest.name.clone());
+                    model_views.set(Some(d.manifest.config.num_views));
+                    num_views.set(d.manifest.config.num_views);
                     loading.set(format!("model loaded in {:.0} ms", now_ms() - t0));
                     describer.set_value(Some(Rc::new(d)));
                     status.set("ready".into());
@@ -378,8 +382,12 @@ fn App() -> impl IntoView {
                 </label>
                 <label>
                     " Views "
-                    <select on:change=move |ev| num_views.set(event_target_value(&ev).parse().unwrap_or(3))>
-                        {(1..=5).map(|n| view! { <option value=n selected=n == 3>{n}</option> }).collect_view()}
+                    <select
+                        on:change=move |ev| num_views.set(event_target_value(&ev).parse().unwrap_or(3))
+                        prop:disabled=move || model_views.get().is_some()
+                        title=move || model_views.get().map(|n| format!("this model fuses {n} views per region"))
+                    >
+                        {(1..=5).map(|n| view! { <option value=n selected=move || num_views.get() == n>{n}</option> }).collect_view()}
                     </select>
                 </label>
                 <label>
