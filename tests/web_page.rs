@@ -143,8 +143,8 @@ fn q4_bundle() -> &'static std::path::Path {
         let out = dist().join("model-q4");
         let _ = std::fs::remove_dir_all(&out);
         let args = common::convert_args(&common::e2e_file(""), "q4", &out);
-        let status = std::process::Command::new(env!("CARGO_BIN_EXE_dynrefer")).args(&args).status().unwrap();
-        assert!(status.success());
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynrefer")).args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         out
     })
 }
