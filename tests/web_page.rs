@@ -21,9 +21,12 @@ fn dist() -> PathBuf {
 fn page_flow(webgpu: bool) {
     let server = StaticServer::start(&dist());
     let browser = Browser::start(webgpu);
+    let t0 = std::time::Instant::now();
     browser.goto(&server.url("/"));
     browser.wait_status("the page and its model", Duration::from_secs(120), |s| s == "ready" || s.starts_with("error"));
     assert_eq!(browser.role_text("status").as_deref(), Some("ready"));
+    let text = |css: &str| browser.js(&format!("return document.querySelector('{css}').textContent"), serde_json::json!([]));
+    eprintln!("[{}] interactive with the model after {} ms: {}", if webgpu { "webgpu" } else { "cpu" }, t0.elapsed().as_millis(), text(".loading"));
     let backend = browser.role_text("backend").unwrap();
     assert_eq!(backend, if webgpu { "webgpu" } else { "cpu" });
     let model = browser.role_text("model").unwrap();
@@ -44,6 +47,7 @@ fn page_flow(webgpu: bool) {
     let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
     let native = native_describe(&path, "160,120.5,400,300.25");
     assert_same_description(&page, &native);
+    eprintln!("[{}] {}", if webgpu { "webgpu" } else { "cpu" }, text(".timing"));
     let shown = browser.js("return document.querySelectorAll('[data-role=view]').length", serde_json::json!([]));
     assert_eq!(shown, 3);
     assert_eq!(browser.role_text("caption").unwrap(), native["caption"].as_str().unwrap());
@@ -72,6 +76,7 @@ fn page_flow(webgpu: bool) {
     browser.send_keys("[data-role=stage]", "\u{E008}\u{E014}\u{E000}");
     browser
         .wait_status("the nudged box described", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
+    eprintln!("[{}] again: {}", if webgpu { "webgpu" } else { "cpu" }, text(".timing"));
     let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
     let after: Vec<f64> = page["views"][0]["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     assert!(
@@ -133,6 +138,15 @@ fn page_flow(webgpu: bool) {
     assert_eq!(browser.role_text("status").as_deref(), Some("done"));
     let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
     assert_same_description(&page, &native_describe_with(q4, &dist().join("examples/field.jpg"), "100,100,300,250", 3));
+
+    // The same bundle from a folder on this computer.
+    browser.upload(".model-files", q4);
+    browser.wait_status("the local bundle", Duration::from_secs(120), |s| s == "ready" || s.starts_with("error"));
+    assert_eq!(browser.role_text("status").as_deref(), Some("ready"));
+    browser.type_into(".box-text", "100,100,300,250\n");
+    browser.wait_status("a box with the local model", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
+    let local: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
+    assert_eq!(local["caption_ids"], page["caption_ids"]);
     let _ = std::fs::remove_file(path);
 }
 
@@ -143,8 +157,8 @@ fn q4_bundle() -> &'static std::path::Path {
         let out = dist().join("model-q4");
         let _ = std::fs::remove_dir_all(&out);
         let args = common::convert_args(&common::e2e_file(""), "q4", &out);
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynrefer")).args(&args).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_dynrefer")).args(&args).output().unwrap();
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
         out
     })
 }

@@ -193,6 +193,11 @@ impl Manifest {
         Ok(())
     }
 
+    /// Parameters of the model, from the tensor index.
+    pub fn parameters(&self) -> usize {
+        self.tensors.values().map(|t| t.shape.iter().product::<usize>()).sum()
+    }
+
     pub fn total_bytes(&self) -> usize {
         self.shards.iter().map(|s| s.bytes).sum::<usize>() + self.t5_tokenizer.bytes + self.clip_bpe.bytes
     }

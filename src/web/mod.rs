@@ -21,7 +21,15 @@ use crate::views::{RegionBox, ViewOptions, Views, build_views};
 /// Mounts the app on the page's body; or, loaded by `widget.js` (which leaves its hook object in
 /// `globalThis.__dynreferWidget`), lets it mount widgets instead.
 pub fn start() {
-    console_error_panic_hook::set_once();
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        // nothing runs after a panic (a lost GPU device ends that way too): say so where people look
+        let status = web_sys::window().and_then(|w| w.document()).and_then(|d| d.query_selector("[data-role=status]").ok().flatten());
+        if let Some(status) = status {
+            let why = info.payload_as_str().unwrap_or("internal error");
+            status.set_text_content(Some(&format!("error: the app stopped ({why}); reload the page")));
+        }
+    }));
     let hook = js_sys::Reflect::get(&js_sys::global(), &"__dynreferWidget".into()).ok().filter(JsValue::is_object);
     match hook {
         Some(hook) => widget::register(&hook),
@@ -123,6 +131,33 @@ fn App() -> impl IntoView {
 
     let device = StoredValue::new_local(None::<burn::tensor::Device>);
     let model_url = RwSignal::new(model::bundle_url());
+    let show_progress = move |p: crate::bundle::Progress| {
+        let (done, total) = (p.done as f64 / 1e6, p.total as f64 / 1e6);
+        loading.set(format!("model {done:.1} / {total:.1} MB ({})", p.file));
+    };
+    // Puts a loaded model in use once its first run has compiled the GPU's shaders, or reports
+    // why it did not load (the model in use stays).
+    let use_model = move |loaded: Result<Describer, String>, t0: f64, note: String| async move {
+        match loaded {
+            Ok(d) => {
+                loading.set("warming up (compiling the GPU's shaders)…".into());
+                warm_up(&d).await;
+                model_name.set(d.manifest.name.clone());
+                model_views.set(Some(d.manifest.config.num_views));
+                num_views.set(d.manifest.config.num_views);
+                loading.set(format!("model ready in {:.0} ms{note}", now_ms() - t0));
+                describer.set_value(Some(Rc::new(d)));
+                status.set("ready".into());
+            }
+            Err(e) => {
+                if describer.get_value().is_none() {
+                    model_name.set("none".into());
+                }
+                loading.set(String::new());
+                status.set(format!("error: the model did not load: {e}"));
+            }
+        }
+    };
     // Loads the bundle at `model_url`; the model in use stays until the new one is ready.
     let load_model = move || {
         let Some(dev) = device.get_value() else { return };
@@ -130,29 +165,33 @@ fn App() -> impl IntoView {
         status.set("loading".into());
         spawn_local(async move {
             let t0 = now_ms();
-            let progress = move |p: crate::bundle::Progress| {
-                let (done, total) = (p.done as f64 / 1e6, p.total as f64 / 1e6);
-                loading.set(format!("model {done:.1} / {total:.1} MB ({})", p.file));
+            let loaded = model::load(&url, &dev, show_progress).await;
+            let not_cached = loaded.as_ref().map_or(0, |l| l.not_cached);
+            let note = if not_cached > 0 {
+                format!("; the browser's storage is full, so {not_cached} file(s) will download again next visit")
+            } else {
+                String::new()
             };
-            match model::load(&url, &dev, progress).await {
-                Ok(d) => {
-                    model_name.set(d.manifest.name.clone());
-                    model_views.set(Some(d.manifest.config.num_views));
-                    num_views.set(d.manifest.config.num_views);
-                    loading.set(format!("model loaded in {:.0} ms", now_ms() - t0));
-                    describer.set_value(Some(Rc::new(d)));
-                    status.set("ready".into());
-                }
-                Err(e) => {
-                    if describer.get_value().is_none() {
-                        model_name.set("none".into());
-                    }
-                    loading.set(String::new());
-                    status.set(format!("error: the model did not load: {e}"));
-                }
-            }
+            use_model(loaded.map(|l| l.describer), t0, note).await;
         });
     };
+    // A bundle from the person's disk: its folder, or all its files.
+    let load_local = move |ev: leptos::ev::Event| {
+        let input: web_sys::HtmlInputElement = ev.target().unwrap().unchecked_into();
+        let (Some(files), Some(dev)) = (input.files(), device.get_value()) else { return };
+        status.set("loading".into());
+        spawn_local(async move {
+            let t0 = now_ms();
+            use_model(model::load_files(&files, &dev, show_progress).await, t0, String::new()).await;
+        });
+    };
+    // a folder picker where the browser has one (the attribute is not in leptos' vocabulary)
+    let folder_input = NodeRef::<leptos::html::Input>::new();
+    Effect::new(move |_| {
+        if let Some(input) = folder_input.get() {
+            let _ = input.set_attribute("webkitdirectory", "");
+        }
+    });
     spawn_local(async move {
         let (kind, dev) = backend::detect().await;
         backend.set(kind.to_string());
@@ -444,6 +483,10 @@ fn App() -> impl IntoView {
                     />
                 </label>
                 <button type="submit">"Load model"</button>
+                <label class="file">
+                    " or a converted bundle folder on this computer "
+                    <input class="model-files" type="file" multiple node_ref=folder_input on:change=load_local />
+                </label>
             </form>
         </section>
         <p class="meta">
@@ -502,6 +545,19 @@ fn App() -> impl IntoView {
             </section>
         </main>
         <pre data-role="result" hidden>{move || result.get()}</pre>
+    }
+}
+
+/// Runs the model once on a blank photo, so that WebGPU compiles its shaders (and burn tunes its
+/// kernels) while the model loads, not on the person's first box.
+async fn warm_up(d: &Describer) {
+    if *d.device() == burn::tensor::Device::flex() {
+        return;
+    }
+    let photo = RgbImage::from_pixel(64, 64, image::Rgb([128, 128, 128]));
+    if let Ok(views) = d.views(&photo, RegionBox([8.0, 8.0, 40.0, 40.0]), None) {
+        let options = DescribeOptions { max_new_tokens: 3, ..DescribeOptions::default() };
+        let _ = d.describe_views_async(views, &options).await;
     }
 }
 

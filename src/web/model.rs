@@ -46,9 +46,10 @@ async fn cache() -> Option<web_sys::Cache> {
     JsFuture::from(caches.open(CACHE)).await.ok().map(|c| c.unchecked_into())
 }
 
-/// A bundle file by its hash: from the cache when it is there and intact, else downloaded (and
-/// cached when the browser has room; a full quota only costs the next reload a download).
-async fn fetch_file(base: &str, entry: &FileEntry) -> Result<Vec<u8>, String> {
+/// A bundle file by its hash: from the cache when it is there and intact, else downloaded and
+/// cached. Also says whether the file is in the cache now (a full quota: not, and the next visit
+/// downloads it again).
+async fn fetch_file(base: &str, entry: &FileEntry) -> Result<(Vec<u8>, bool), String> {
     let url = format!("{base}{}", entry.file);
     let key = format!("{url}?sha256={}", entry.sha256);
     let cache = cache().await;
@@ -60,30 +61,86 @@ async fn fetch_file(base: &str, entry: &FileEntry) -> Result<Vec<u8>, String> {
     {
         let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
         if Manifest::verify(base, entry, &bytes).is_ok() {
-            return Ok(bytes);
+            return Ok((bytes, true));
         }
         let _ = JsFuture::from(cache.delete_with_str(&key)).await;
     }
     let bytes = fetch(&url).await?;
+    let mut cached = false;
     if let Some(cache) = &cache
         && let Ok(response) = web_sys::Response::new_with_opt_u8_array(Some(&mut bytes.clone()))
     {
-        let _ = JsFuture::from(cache.put_with_str(&key, &response)).await;
+        cached = JsFuture::from(cache.put_with_str(&key, &response)).await.is_ok();
     }
-    Ok(bytes)
+    Ok((bytes, cached))
+}
+
+/// The most model memory the CPU backend may hold: wasm32 addresses 4 GiB, and the photo, the
+/// activations and the shard being loaded need room beside the weights.
+const CPU_MODEL_BYTES: usize = 2 << 30;
+
+/// Refuses, before any download, a model the CPU fallback cannot hold (it keeps f32 weights).
+fn check_fits(base: &str, manifest: &Manifest, device: &Device) -> Result<(), String> {
+    let needed = 4 * manifest.parameters();
+    if *device == Device::flex() && needed > CPU_MODEL_BYTES {
+        let gb = |b: usize| b as f64 / 1e9;
+        return Err(format!(
+            "{base}: this model needs {:.1} GB as f32 weights, more than the {:.1} GB the CPU fallback can hold; \
+             this browser has no WebGPU: open the page in one that has (e.g. Chrome or Edge)",
+            gb(needed),
+            gb(CPU_MODEL_BYTES)
+        ));
+    }
+    Ok(())
+}
+
+/// What a load tells the page besides the model.
+pub struct Loaded {
+    pub describer: Describer,
+    /// Files the browser's storage had no room for (they download again next time).
+    pub not_cached: usize,
 }
 
 /// Loads the bundle at `base` on `device`; `progress` hears after each file.
-pub async fn load(base: &str, device: &Device, progress: impl Fn(Progress)) -> Result<Describer, String> {
+pub async fn load(base: &str, device: &Device, progress: impl Fn(Progress)) -> Result<Loaded, String> {
     let manifest = Manifest::parse(base, &fetch(&format!("{base}{MANIFEST}")).await?).map_err(|e| e.to_string())?;
+    check_fits(base, &manifest, device)?;
     let total = manifest.total_bytes();
-    let tokenizer = fetch_file(base, &manifest.t5_tokenizer).await?;
+    let (tokenizer, cached) = fetch_file(base, &manifest.t5_tokenizer).await?;
+    let mut not_cached = usize::from(!cached);
     let mut done = tokenizer.len();
     let mut loader = Loader::new(base, manifest, device);
     for i in 0..loader.manifest.shards.len() {
         let entry = loader.manifest.shards[i].clone();
         let file = entry.file.clone();
-        let bytes = fetch_file(base, &entry).await?;
+        let (bytes, cached) = fetch_file(base, &entry).await?;
+        not_cached += usize::from(!cached);
+        done += bytes.len();
+        loader.add_shard(i, bytes).map_err(|e| e.to_string())?;
+        progress(Progress { done, total, file });
+    }
+    let describer = Describer::from_loader(loader, &tokenizer).map_err(|e| e.to_string())?;
+    Ok(Loaded { describer, not_cached })
+}
+
+/// Loads a bundle from files the person picked (a converted bundle's folder, or all its files).
+pub async fn load_files(files: &web_sys::FileList, device: &Device, progress: impl Fn(Progress)) -> Result<Describer, String> {
+    let by_name: std::collections::HashMap<String, web_sys::File> =
+        (0..files.length()).filter_map(|i| files.get(i)).map(|f| (f.name(), f)).collect();
+    let read = async |name: &str| -> Result<Vec<u8>, String> {
+        let file = by_name.get(name).ok_or_else(|| format!("the chosen files have no {name}: pick a whole bundle folder"))?;
+        super::read_file(file).await
+    };
+    let base = "the chosen folder";
+    let manifest = Manifest::parse(base, &read(MANIFEST).await?).map_err(|e| e.to_string())?;
+    check_fits(base, &manifest, device)?;
+    let total = manifest.total_bytes();
+    let tokenizer = read(&manifest.t5_tokenizer.file).await?;
+    let mut done = tokenizer.len();
+    let mut loader = Loader::new(base, manifest, device);
+    for i in 0..loader.manifest.shards.len() {
+        let file = loader.manifest.shards[i].file.clone();
+        let bytes = read(&file).await?;
         done += bytes.len();
         loader.add_shard(i, bytes).map_err(|e| e.to_string())?;
         progress(Progress { done, total, file });

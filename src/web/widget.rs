@@ -38,7 +38,7 @@ async fn shared_model(url: String) -> Result<Rc<Describer>, String> {
             let url = url.clone();
             async move {
                 let device = DEVICE.with(Clone::clone).await;
-                model::load(&url, &device, |_| {}).await.map(Rc::new)
+                model::load(&url, &device, |_| {}).await.map(|l| Rc::new(l.describer))
             }
             .boxed_local()
             .shared()
