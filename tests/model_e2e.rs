@@ -233,13 +233,7 @@ fn describe_fails(model: &Path, image: &Path, extra: &[&str], needles: &[&str]) 
     args.extend(["--box", "10,10,60,50"]);
     args.extend(extra);
     let out = Command::new(env!("CARGO_BIN_EXE_dynrefer")).args(&args).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{args:?} should fail");
-    assert!(out.stdout.is_empty(), "nothing on stdout");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-    for n in needles {
-        assert!(stderr.contains(n), "{stderr:?} should name {n:?}");
-    }
+    common::assert_fails(&out, &format!("{args:?}"), needles);
 }
 
 /// A copy of the converted bundle whose `file` is changed by `edit`.

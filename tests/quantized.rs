@@ -264,16 +264,8 @@ fn edit_manifest(bytes: Vec<u8>, edit: impl FnOnce(&mut serde_json::Value)) -> V
     serde_json::to_vec(&manifest).unwrap()
 }
 
-/// Runs the CLI expecting failure: one line on stderr naming every needle, nothing on stdout.
 fn fails(args: &[&str], needles: &[&str]) {
-    let out = dynrefer(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{args:?} should fail");
-    assert!(out.stdout.is_empty(), "nothing on stdout");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
-    for n in needles {
-        assert!(stderr.contains(n), "{stderr:?} should name {n:?}");
-    }
+    common::assert_fails(&dynrefer(args), &format!("{args:?}"), needles);
 }
 
 /// `inspect` on a q4 bundle, and broken q4 bundles: each fails with one line naming the bundle

@@ -100,6 +100,32 @@ async fn read_file(file: &web_sys::File) -> Result<Vec<u8>, String> {
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
+/// A pointer's position over `stage` in the pixels of the `image` it shows, clamped to the image.
+fn pointer_in_image(stage: &web_sys::Element, image: &RgbImage, ev: &leptos::ev::PointerEvent) -> [f64; 2] {
+    let r = stage.get_bounding_client_rect();
+    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
+    let x = ((f64::from(ev.client_x()) - r.left()) / r.width() * w).clamp(0.0, w);
+    let y = ((f64::from(ev.client_y()) - r.top()) / r.height() * h).clamp(0.0, h);
+    [x, y]
+}
+
+/// The box spanned by two corners.
+fn span(a: [f64; 2], b: [f64; 2]) -> [f64; 4] {
+    [a[0].min(b[0]), a[1].min(b[1]), a[0].max(b[0]), a[1].max(b[1])]
+}
+
+/// CSS placing a box over the photo, in percent of its sides.
+fn overlay(b: [f64; 4], image: &RgbImage) -> String {
+    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
+    format!(
+        "left:{}%;top:{}%;width:{}%;height:{}%",
+        b[0] / w * 100.0,
+        b[1] / h * 100.0,
+        (b[2] - b[0]) / w * 100.0,
+        (b[3] - b[1]) / h * 100.0
+    )
+}
+
 fn format_box(b: [f64; 4]) -> String {
     b.map(|v| format!("{}", (v * 10.0).round() / 10.0)).join(",")
 }
@@ -320,16 +346,10 @@ fn App() -> impl IntoView {
     });
     on_cleanup(move || paste.remove());
 
-    // Pointer position in image pixels, clamped to the image.
-    let to_image = move |ev: &leptos::ev::PointerEvent| -> Option<[f64; 2]> {
+    let to_image = move |ev: &leptos::ev::PointerEvent| {
         let (el, p) = (stage.get_untracked()?, photo.get_untracked()?);
-        let r = el.get_bounding_client_rect();
-        let (w, h) = (f64::from(p.image.width()), f64::from(p.image.height()));
-        let x = ((f64::from(ev.client_x()) - r.left()) / r.width() * w).clamp(0.0, w);
-        let y = ((f64::from(ev.client_y()) - r.top()) / r.height() * h).clamp(0.0, h);
-        Some([x, y])
+        Some(pointer_in_image(&el, &p.image, ev))
     };
-    let drag_box = move |a: [f64; 2], b: [f64; 2]| [a[0].min(b[0]), a[1].min(b[1]), a[0].max(b[0]), a[1].max(b[1])];
 
     let on_down = move |ev: leptos::ev::PointerEvent| {
         let Some(at) = to_image(&ev) else { return };
@@ -338,17 +358,17 @@ fn App() -> impl IntoView {
             let _ = el.set_pointer_capture(ev.pointer_id());
         }
         drag_from.set(Some(at));
-        set_region(drag_box(at, at));
+        set_region(span(at, at));
     };
     let on_move = move |ev: leptos::ev::PointerEvent| {
         if let (Some(from), Some(at)) = (drag_from.get_untracked(), to_image(&ev)) {
-            set_region(drag_box(from, at));
+            set_region(span(from, at));
         }
     };
     let on_up = move |ev: leptos::ev::PointerEvent| {
         let (Some(from), Some(at)) = (drag_from.get_untracked(), to_image(&ev)) else { return };
         drag_from.set(None);
-        let b = drag_box(from, at);
+        let b = span(from, at);
         set_region(b);
         if b[2] - b[0] > 0.0 && b[3] - b[1] > 0.0 {
             run_views(b);
@@ -386,16 +406,9 @@ fn App() -> impl IntoView {
         }
     };
 
-    let overlay_style = move || {
-        let (Some(b), Some(p)) = (region.get(), photo.get()) else { return "display:none".to_string() };
-        let (w, h) = (f64::from(p.image.width()), f64::from(p.image.height()));
-        format!(
-            "left:{}%;top:{}%;width:{}%;height:{}%",
-            b[0] / w * 100.0,
-            b[1] / h * 100.0,
-            (b[2] - b[0]) / w * 100.0,
-            (b[3] - b[1]) / h * 100.0
-        )
+    let overlay_style = move || match (region.get(), photo.get()) {
+        (Some(b), Some(p)) => overlay(b, &p.image),
+        _ => "display:none".to_string(),
     };
 
     view! {

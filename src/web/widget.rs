@@ -15,7 +15,7 @@ use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
-use super::{Photo, Thumb, backend, model, now_ms, results, revoke, thumbs};
+use super::{Photo, Thumb, backend, model, now_ms, overlay, pointer_in_image, results, revoke, span, thumbs};
 use crate::describe::{DescribeOptions, Describer};
 use crate::photo::{DEFAULT_MAX_PIXELS, decode_photo};
 use crate::views::{RegionBox, ViewOptions, build_views};
@@ -208,16 +208,10 @@ fn Widget(host: web_sys::HtmlElement, attrs: RwSignal<Attrs>) -> impl IntoView {
         });
     });
 
-    // Pointer position in image pixels, clamped to the image.
-    let to_image = move |ev: &leptos::ev::PointerEvent| -> Option<[f64; 2]> {
+    let to_image = move |ev: &leptos::ev::PointerEvent| {
         let (el, p) = (stage.get_untracked()?, photo.get_untracked()?);
-        let r = el.get_bounding_client_rect();
-        let (w, h) = (f64::from(p.image.width()), f64::from(p.image.height()));
-        let x = ((f64::from(ev.client_x()) - r.left()) / r.width() * w).clamp(0.0, w);
-        let y = ((f64::from(ev.client_y()) - r.top()) / r.height() * h).clamp(0.0, h);
-        Some([x, y])
+        Some(pointer_in_image(&el, &p.image, ev))
     };
-    let span = |a: [f64; 2], b: [f64; 2]| [a[0].min(b[0]), a[1].min(b[1]), a[0].max(b[0]), a[1].max(b[1])];
     let on_down = move |ev: leptos::ev::PointerEvent| {
         let Some(at) = to_image(&ev) else { return };
         ev.prevent_default();
@@ -244,23 +238,15 @@ fn Widget(host: web_sys::HtmlElement, attrs: RwSignal<Attrs>) -> impl IntoView {
         }
     };
 
-    let overlay = move || {
-        let (Some(b), Some(p)) = (region.get(), photo.get()) else { return "display:none".to_string() };
-        let (w, h) = (f64::from(p.image.width()), f64::from(p.image.height()));
-        let pct = |v: f64, side: f64| v / side * 100.0;
-        format!(
-            "left:{}%;top:{}%;width:{}%;height:{}%",
-            pct(b[0], w),
-            pct(b[1], h),
-            pct(b[2] - b[0], w),
-            pct(b[3] - b[1], h)
-        )
+    let overlay_style = move || match (region.get(), photo.get()) {
+        (Some(b), Some(p)) => overlay(b, &p.image),
+        _ => "display:none".to_string(),
     };
 
     view! {
         <div class="stage" node_ref=stage on:pointerdown=on_down on:pointermove=on_move on:pointerup=on_up>
             {move || photo.get().map(|p| view! { <img src=p.url alt="the photo: drag a box" draggable="false" /> })}
-            <div class="region" style=overlay></div>
+            <div class="region" style=overlay_style></div>
         </div>
         <p class="status" part="status">{move || status.get()}</p>
         <div class="thumbs">

@@ -181,3 +181,15 @@ pub fn convert_args(src: &Path, quant: &str, out: &Path) -> Vec<String> {
     args.extend(["--quant".into(), quant.into(), "--out".into(), out.display().to_string()]);
     args
 }
+
+/// A CLI run that must fail the CLI's way: non-zero exit, nothing on stdout, one line on stderr
+/// naming every needle.
+pub fn assert_fails(out: &std::process::Output, what: &str, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what} should fail");
+    assert!(out.stdout.is_empty(), "nothing on stdout");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "{stderr:?} should name {n:?}");
+    }
+}
