@@ -86,6 +86,21 @@ fn page_flow(webgpu: bool) {
     if let Ok(shot) = std::env::var("DYNREFER_SCREENSHOT") {
         browser.screenshot(std::path::Path::new(&shot));
     }
+    // Dragging the bottom-right handle moves that corner and keeps the top-left one.
+    let rect = browser.js(
+        "const s = document.querySelector('[data-role=stage]'); s.scrollIntoView({block: 'center'}); \
+         const r = s.getBoundingClientRect(); return [r.left, r.top, r.width, r.height];",
+        serde_json::json!([]),
+    );
+    let r: Vec<f64> = rect.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let at = |x: f64, y: f64| [r[0] + x / 640.0 * r[2], r[1] + y / 480.0 * r[3]];
+    browser.drag(at(after[2], after[3]), at(600.0, 400.0));
+    browser.wait_status("the resized box described", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
+    let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
+    let resized: Vec<f64> = page["views"][0]["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    for (got, want) in resized.iter().zip([after[0], after[1], 600.0, 400.0]) {
+        assert!((got - want).abs() <= tol, "resized {resized:?}, wanted about [{}, {}, 600, 400]", after[0], after[1]);
+    }
 
     // Nothing but the page's own files was fetched: every resource the page loaded is ours.
     let loaded = browser.js("return performance.getEntriesByType('resource').map(e => e.name)", serde_json::json!([]));

@@ -100,6 +100,9 @@ async fn read_file(file: &web_sys::File) -> Result<Vec<u8>, String> {
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
+/// How close (screen pixels) a press must be to a corner of the box to grab it.
+const HANDLE_REACH_PX: f64 = 12.0;
+
 /// A pointer's position over `stage` in the pixels of the `image` it shows, clamped to the image.
 fn pointer_in_image(stage: &web_sys::Element, image: &RgbImage, ev: &leptos::ev::PointerEvent) -> [f64; 2] {
     let r = stage.get_bounding_client_rect();
@@ -357,8 +360,18 @@ fn App() -> impl IntoView {
         if let Some(el) = stage.get_untracked() {
             let _ = el.set_pointer_capture(ev.pointer_id());
         }
-        drag_from.set(Some(at));
-        set_region(span(at, at));
+        // a press on a corner handle moves that corner: the drag starts from the opposite one
+        let grabbed = match (region.get_untracked(), stage.get_untracked(), photo.get_untracked()) {
+            (Some(b), Some(el), Some(p)) => {
+                let scale = f64::from(p.image.width()) / el.get_bounding_client_rect().width();
+                let reach = HANDLE_REACH_PX * scale;
+                let corners = [[b[0], b[1]], [b[2], b[1]], [b[0], b[3]], [b[2], b[3]]];
+                corners.iter().position(|c| (c[0] - at[0]).abs() <= reach && (c[1] - at[1]).abs() <= reach).map(|i| corners[3 - i])
+            }
+            _ => None,
+        };
+        drag_from.set(Some(grabbed.unwrap_or(at)));
+        set_region(span(grabbed.unwrap_or(at), at));
     };
     let on_move = move |ev: leptos::ev::PointerEvent| {
         if let (Some(from), Some(at)) = (drag_from.get_untracked(), to_image(&ev)) {
@@ -527,7 +540,9 @@ fn App() -> impl IntoView {
                     Some(p) => view! { <img src=p.url alt="your photo" draggable="false" /> }.into_any(),
                     None => view! { <p class="empty">"Open, drop or paste a photo, then drag a box around a region."</p> }.into_any(),
                 }}
-                <div class="region" style=overlay_style></div>
+                <div class="region" style=overlay_style>
+                    {["nw", "ne", "sw", "se"].map(|c| view! { <span class=format!("handle {c}")></span> })}
+                </div>
             </div>
             <section class="views">
                 <h2>"Views the model sees"</h2>
