@@ -319,6 +319,31 @@ fn widget_works_on_a_strict_host_page() {
     wait_event(&browser, "the left widget after the error", |e| {
         result(e, "left").is_some_and(|d| same_numbers(&d["views"][0]["box"], &serde_json::json!([200, 200, 400, 400])))
     });
+
+    // Inside a widget: Shift + arrow moves the box ten pixels; a mouse drag draws a new one.
+    browser.js(
+        "const s = document.getElementById('left').shadowRoot.querySelector('.stage'); s.focus(); \
+         s.dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowRight', shiftKey: true, bubbles: true, composed: true}));",
+        serde_json::json!([]),
+    );
+    wait_event(&browser, "the nudged widget box", |e| {
+        result(e, "left").is_some_and(|d| same_numbers(&d["views"][0]["box"], &serde_json::json!([210, 200, 410, 400])))
+    });
+    let rect = browser.js(
+        "const s = document.getElementById('left').shadowRoot.querySelector('.stage'); s.scrollIntoView({block: 'center'}); \
+         const r = s.getBoundingClientRect(); return [r.left, r.top, r.width, r.height];",
+        serde_json::json!([]),
+    );
+    let r: Vec<f64> = rect.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let at = |x: f64, y: f64| [r[0] + x / 640.0 * r[2], r[1] + y / 480.0 * r[3]];
+    browser.drag(at(60.0, 40.0), at(260.0, 200.0));
+    let tol = 640.0 / r[2] + 1.0;
+    wait_event(&browser, "the dragged widget box", |e| {
+        result(e, "left").is_some_and(|d| {
+            let got: Vec<f64> = d["views"][0]["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            got.iter().zip([60.0, 40.0, 260.0, 200.0]).all(|(g, w)| (g - w).abs() <= tol)
+        })
+    });
 }
 
 /// Not a test: times the views stage in the page on a large photo (`DYNREFER_BENCH_PHOTO`, box

@@ -112,6 +112,31 @@ fn pointer_in_image(stage: &web_sys::Element, image: &RgbImage, ev: &leptos::ev:
     [x, y]
 }
 
+/// A press at `at` (image pixels) near a corner of box `b` grabs that corner: returns the opposite
+/// corner, from which the drag then spans the box.
+fn grab_corner(b: [f64; 4], at: [f64; 2], stage: &web_sys::Element, image: &RgbImage) -> Option<[f64; 2]> {
+    let reach = HANDLE_REACH_PX * f64::from(image.width()) / stage.get_bounding_client_rect().width();
+    let corners = [[b[0], b[1]], [b[2], b[1]], [b[0], b[3]], [b[2], b[3]]];
+    let near = |c: &[f64; 2]| (c[0] - at[0]).abs() <= reach && (c[1] - at[1]).abs() <= reach;
+    corners.iter().position(near).map(|i| corners[3 - i])
+}
+
+/// Box `b` moved by an arrow key: a pixel, ten with Shift, kept inside the image.
+fn nudge(b: [f64; 4], ev: &leptos::ev::KeyboardEvent, image: &RgbImage) -> Option<[f64; 4]> {
+    let step = if ev.shift_key() { 10.0 } else { 1.0 };
+    let (dx, dy) = match ev.key().as_str() {
+        "ArrowLeft" => (-step, 0.0),
+        "ArrowRight" => (step, 0.0),
+        "ArrowUp" => (0.0, -step),
+        "ArrowDown" => (0.0, step),
+        _ => return None,
+    };
+    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
+    let dx = f64::clamp(dx, -b[0], w - b[2]);
+    let dy = f64::clamp(dy, -b[1], h - b[3]);
+    Some([b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy])
+}
+
 /// The box spanned by two corners.
 fn span(a: [f64; 2], b: [f64; 2]) -> [f64; 4] {
     [a[0].min(b[0]), a[1].min(b[1]), a[0].max(b[0]), a[1].max(b[1])]
@@ -360,14 +385,8 @@ fn App() -> impl IntoView {
         if let Some(el) = stage.get_untracked() {
             let _ = el.set_pointer_capture(ev.pointer_id());
         }
-        // a press on a corner handle moves that corner: the drag starts from the opposite one
         let grabbed = match (region.get_untracked(), stage.get_untracked(), photo.get_untracked()) {
-            (Some(b), Some(el), Some(p)) => {
-                let scale = f64::from(p.image.width()) / el.get_bounding_client_rect().width();
-                let reach = HANDLE_REACH_PX * scale;
-                let corners = [[b[0], b[1]], [b[2], b[1]], [b[0], b[3]], [b[2], b[3]]];
-                corners.iter().position(|c| (c[0] - at[0]).abs() <= reach && (c[1] - at[1]).abs() <= reach).map(|i| corners[3 - i])
-            }
+            (Some(b), Some(el), Some(p)) => grab_corner(b, at, &el, &p.image),
             _ => None,
         };
         drag_from.set(Some(grabbed.unwrap_or(at)));
@@ -391,19 +410,8 @@ fn App() -> impl IntoView {
     // Arrow keys move the box by a pixel (ten with Shift) and describe it again.
     let on_key = move |ev: leptos::ev::KeyboardEvent| {
         let (Some(b), Some(p)) = (region.get_untracked(), photo.get_untracked()) else { return };
-        let step: f64 = if ev.shift_key() { 10.0 } else { 1.0 };
-        let (dx, dy) = match ev.key().as_str() {
-            "ArrowLeft" => (-step, 0.0),
-            "ArrowRight" => (step, 0.0),
-            "ArrowUp" => (0.0, -step),
-            "ArrowDown" => (0.0, step),
-            _ => return,
-        };
+        let Some(moved) = nudge(b, &ev, &p.image) else { return };
         ev.prevent_default();
-        let (w, h) = (f64::from(p.image.width()), f64::from(p.image.height()));
-        let dx = dx.clamp(-b[0], w - b[2]);
-        let dy = dy.clamp(-b[1], h - b[3]);
-        let moved = [b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy];
         set_region(moved);
         run_views(moved);
     };

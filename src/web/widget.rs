@@ -15,7 +15,9 @@ use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
-use super::{Photo, Thumb, backend, model, now_ms, overlay, pointer_in_image, results, revoke, span, thumbs};
+use super::{
+    Photo, Thumb, backend, grab_corner, model, now_ms, nudge, overlay, pointer_in_image, results, revoke, span, thumbs,
+};
 use crate::describe::{DescribeOptions, Describer};
 use crate::photo::{DEFAULT_MAX_PIXELS, decode_photo};
 use crate::views::{RegionBox, ViewOptions, build_views};
@@ -218,8 +220,12 @@ fn Widget(host: web_sys::HtmlElement, attrs: RwSignal<Attrs>) -> impl IntoView {
         if let Some(el) = stage.get_untracked() {
             let _ = el.set_pointer_capture(ev.pointer_id());
         }
-        drag_from.set(Some(at));
-        region.set(Some(span(at, at)));
+        let grabbed = match (region.get_untracked(), stage.get_untracked(), photo.get_untracked()) {
+            (Some(b), Some(el), Some(p)) => grab_corner(b, at, &el, &p.image),
+            _ => None,
+        };
+        drag_from.set(Some(grabbed.unwrap_or(at)));
+        region.set(Some(span(grabbed.unwrap_or(at), at)));
     };
     let on_move = move |ev: leptos::ev::PointerEvent| {
         if let (Some(from), Some(at)) = (drag_from.get_untracked(), to_image(&ev)) {
@@ -237,6 +243,16 @@ fn Widget(host: web_sys::HtmlElement, attrs: RwSignal<Attrs>) -> impl IntoView {
             describe(id, b);
         }
     };
+    // Arrow keys move the box by a pixel (ten with Shift) and describe it again.
+    let on_key = move |ev: leptos::ev::KeyboardEvent| {
+        let (Some(b), Some(p)) = (region.get_untracked(), photo.get_untracked()) else { return };
+        let Some(moved) = nudge(b, &ev, &p.image) else { return };
+        ev.prevent_default();
+        region.set(Some(moved));
+        let id = run_id.get_value() + 1;
+        run_id.set_value(id);
+        describe(id, moved);
+    };
 
     let overlay_style = move || match (region.get(), photo.get()) {
         (Some(b), Some(p)) => overlay(b, &p.image),
@@ -244,9 +260,20 @@ fn Widget(host: web_sys::HtmlElement, attrs: RwSignal<Attrs>) -> impl IntoView {
     };
 
     view! {
-        <div class="stage" node_ref=stage on:pointerdown=on_down on:pointermove=on_move on:pointerup=on_up>
+        <div
+            class="stage"
+            node_ref=stage
+            on:pointerdown=on_down
+            on:pointermove=on_move
+            on:pointerup=on_up
+            on:keydown=on_key
+            tabindex="0"
+            aria-label="the photo: drag a box or a corner of it, or move it with the arrow keys"
+        >
             {move || photo.get().map(|p| view! { <img src=p.url alt="the photo: drag a box" draggable="false" /> })}
-            <div class="region" style=overlay_style></div>
+            <div class="region" style=overlay_style>
+                {["nw", "ne", "sw", "se"].map(|c| view! { <span class=format!("handle {c}")></span> })}
+            </div>
         </div>
         <p class="status" part="status">{move || status.get()}</p>
         <div class="thumbs">
