@@ -150,7 +150,12 @@ fn quantized_bundles_agree_with_f32() {
     let device = Device::flex();
     let open = |dir: &Path| Describer::open_dir(dir, &device, |_| {}).unwrap();
     let bundle_bytes = |dir: &Path| -> usize {
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).filter(|e| e.file_name().to_string_lossy().starts_with("weights-")).map(|e| e.metadata().unwrap().len() as usize).sum()
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("weights-"))
+            .map(|e| e.metadata().unwrap().len() as usize)
+            .sum()
     };
     let f32_dir = convert(Quant::F32);
     let reference = open(&f32_dir);
@@ -190,7 +195,9 @@ fn quantized_bundles_agree_with_f32() {
         table.push((quant, agree));
     }
     eprintln!("{} parameters, {} cases ({})", params, cases.len(), if tiny { "tiny test model" } else { "fixture" });
-    eprintln!("| mode | bytes/param | captions b1 | captions b3 | top-1 steps | tag-set Jaccard | max Δ tag | max Δ attr | max Δ class logit | mean Δ Q-Former | mean Δ T5 logits |");
+    eprintln!(
+        "| mode | bytes/param | captions b1 | captions b3 | top-1 steps | tag-set Jaccard | max Δ tag | max Δ attr | max Δ class logit | mean Δ Q-Former | mean Δ T5 logits |"
+    );
     for (quant, a) in &table {
         eprintln!(
             "| {} | {:.3} | {}/{} | {}/{} | {}/{} | {:.3} | {:.4} | {:.4} | {:.4} | {:.5} | {:.5} |",
@@ -237,7 +244,12 @@ fn real_model_bundle_sizes() {
     let mut sizes = Vec::new();
     for quant in [Quant::F32, Quant::F16, Quant::Q8, Quant::Q4] {
         let (params, bytes) = projected_size(&real, quant);
-        eprintln!("{}: {params} parameters, {:.2} GB, {:.3} bytes/parameter", quant.name(), bytes as f64 / 1e9, bytes as f64 / params as f64);
+        eprintln!(
+            "{}: {params} parameters, {:.2} GB, {:.3} bytes/parameter",
+            quant.name(),
+            bytes as f64 / 1e9,
+            bytes as f64 / params as f64
+        );
         sizes.push((params, bytes));
     }
     let params = sizes[0].0;
@@ -286,7 +298,15 @@ fn inspect_and_broken_quantized_bundles() {
     let photo = common::scratch_dir("quant", "photo").join("thumb.png");
     std::fs::write(&photo, common::photos().into_iter().find(|p| p.name == "thumb").unwrap().png).unwrap();
     let describe = |bundle: &Path, needles: &[&str]| {
-        let args = ["describe", "--model", bundle.to_str().unwrap(), "--image", photo.to_str().unwrap(), "--box", "10,10,60,50"];
+        let args = [
+            "describe",
+            "--model",
+            bundle.to_str().unwrap(),
+            "--image",
+            photo.to_str().unwrap(),
+            "--box",
+            "10,10,60,50",
+        ];
         fails(&args, needles);
     };
     let shard = "weights-00000.bpk";
@@ -301,7 +321,8 @@ fn inspect_and_broken_quantized_bundles() {
     describe(&tampered, &[shard, "SHA-256", "tampered"]);
     fails(&["inspect", tampered.to_str().unwrap()], &[shard, "SHA-256"]);
     // a manifest whose architecture is not the one the shard was converted for
-    let wider = broken(&good, "q4-arch", "manifest.json", |b| edit_manifest(b, |m| m["config"]["t5"]["d_ff"] = 96.into()));
+    let wider =
+        broken(&good, "q4-arch", "manifest.json", |b| edit_manifest(b, |m| m["config"]["t5"]["d_ff"] = 96.into()));
     describe(&wider, &[shard, "does not fit"]);
     let version = broken(&good, "q4-version", "manifest.json", |b| edit_manifest(b, |m| m["version"] = 2.into()));
     describe(&version, &["manifest.json", "version"]);

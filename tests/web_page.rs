@@ -25,8 +25,14 @@ fn page_flow(webgpu: bool) {
     browser.goto(&server.url("/"));
     browser.wait_status("the page and its model", Duration::from_secs(120), |s| s == "ready" || s.starts_with("error"));
     assert_eq!(browser.role_text("status").as_deref(), Some("ready"));
-    let text = |css: &str| browser.js(&format!("return document.querySelector('{css}').textContent"), serde_json::json!([]));
-    eprintln!("[{}] interactive with the model after {} ms: {}", if webgpu { "webgpu" } else { "cpu" }, t0.elapsed().as_millis(), text(".loading"));
+    let text =
+        |css: &str| browser.js(&format!("return document.querySelector('{css}').textContent"), serde_json::json!([]));
+    eprintln!(
+        "[{}] interactive with the model after {} ms: {}",
+        if webgpu { "webgpu" } else { "cpu" },
+        t0.elapsed().as_millis(),
+        text(".loading")
+    );
     let backend = browser.role_text("backend").unwrap();
     assert_eq!(backend, if webgpu { "webgpu" } else { "cpu" });
     let model = browser.role_text("model").unwrap();
@@ -95,7 +101,8 @@ fn page_flow(webgpu: bool) {
     let r: Vec<f64> = rect.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     let at = |x: f64, y: f64| [r[0] + x / 640.0 * r[2], r[1] + y / 480.0 * r[3]];
     browser.drag(at(after[2], after[3]), at(600.0, 400.0));
-    browser.wait_status("the resized box described", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
+    browser
+        .wait_status("the resized box described", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
     let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
     let resized: Vec<f64> = page["views"][0]["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     for (got, want) in resized.iter().zip([after[0], after[1], 600.0, 400.0]) {
@@ -159,7 +166,8 @@ fn page_flow(webgpu: bool) {
     browser.wait_status("the local bundle", Duration::from_secs(120), |s| s == "ready" || s.starts_with("error"));
     assert_eq!(browser.role_text("status").as_deref(), Some("ready"));
     browser.type_into(".box-text", "100,100,300,250\n");
-    browser.wait_status("a box with the local model", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
+    browser
+        .wait_status("a box with the local model", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
     let local: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
     assert_eq!(local["caption_ids"], page["caption_ids"]);
     let _ = std::fs::remove_file(path);
@@ -187,7 +195,12 @@ fn native_describe_views(image: &std::path::Path, region: &str, views: usize) ->
     native_describe_with(&dist().join("model"), image, region, views)
 }
 
-fn native_describe_with(model: &std::path::Path, image: &std::path::Path, region: &str, views: usize) -> serde_json::Value {
+fn native_describe_with(
+    model: &std::path::Path,
+    image: &std::path::Path,
+    region: &str,
+    views: usize,
+) -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynrefer"))
         .args(["describe", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--box", region])
         .args(["--num-views", &views.to_string()])
@@ -221,7 +234,11 @@ fn assert_same_description(page: &serde_json::Value, native: &serde_json::Value)
             assert!(d < 1e-4, "{field} {}: page {} CLI {}", a["name"], a["score"], b["score"]);
         }
     }
-    assert_eq!(page["caption_ids"], native["caption_ids"], "caption: page {} CLI {}", page["caption"], native["caption"]);
+    assert_eq!(
+        page["caption_ids"], native["caption_ids"],
+        "caption: page {} CLI {}",
+        page["caption"], native["caption"]
+    );
     assert_eq!(page["caption"], native["caption"]);
 }
 
@@ -231,7 +248,9 @@ fn same_numbers(a: &serde_json::Value, b: &serde_json::Value) -> bool {
     match (a, b) {
         (Number(x), Number(y)) => x.as_f64() == y.as_f64(),
         (Array(x), Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_numbers(x, y)),
-        (Object(x), Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_numbers(v, w))),
+        (Object(x), Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_numbers(v, w)))
+        }
         _ => a == b,
     }
 }
@@ -244,7 +263,11 @@ fn widget_events(browser: &Browser) -> Vec<(String, String, serde_json::Value)> 
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (v["event"].as_str().unwrap().to_string(), v["id"].as_str().unwrap_or_default().to_string(), v["detail"].clone())
+            (
+                v["event"].as_str().unwrap().to_string(),
+                v["id"].as_str().unwrap_or_default().to_string(),
+                v["detail"].clone(),
+            )
         })
         .collect()
 }
@@ -299,7 +322,8 @@ fn widget_works_on_a_strict_host_page() {
         serde_json::json!([cross]),
     );
     wait_event(&browser, "the cross-origin model's result", |e| {
-        result(e, "right").is_some_and(|d| same_numbers(&d["views"][0]["box"], &serde_json::json!([100, 100, 300, 250])))
+        result(e, "right")
+            .is_some_and(|d| same_numbers(&d["views"][0]["box"], &serde_json::json!([100, 100, 300, 250])))
     });
     let right = result(&widget_events(&browser), "right").unwrap();
     assert_same_description(&right, &native_describe_views(&photo, "100,100,300,250", 3));

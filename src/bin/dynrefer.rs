@@ -298,17 +298,22 @@ fn inspect(dir: &Path) -> Result<serde_json::Value, Failure> {
     let bundle = dir.display().to_string();
     let read = |file: &str| std::fs::read(dir.join(file)).map_err(|e| format!("{bundle}: {file}: cannot read: {e}"));
     let manifest = Manifest::parse(&bundle, &read(MANIFEST).map_err(Failure)?).map_err(|e| Failure(e.to_string()))?;
-    let files: Vec<&FileEntry> =
-        manifest.shards.iter().chain([&manifest.t5_tokenizer, &manifest.clip_bpe]).collect();
+    let files: Vec<&FileEntry> = manifest.shards.iter().chain([&manifest.t5_tokenizer, &manifest.clip_bpe]).collect();
     let failures: Vec<String> = files
         .iter()
         .filter_map(|entry| {
-            let checked = read(&entry.file).and_then(|b| Manifest::verify(&bundle, entry, &b).map_err(|e| e.to_string()));
+            let checked =
+                read(&entry.file).and_then(|b| Manifest::verify(&bundle, entry, &b).map_err(|e| e.to_string()));
             checked.err()
         })
         .collect();
     if !failures.is_empty() {
-        return Err(Failure(format!("{} of {} files fail their check: {}", failures.len(), files.len(), failures.join("; "))));
+        return Err(Failure(format!(
+            "{} of {} files fail their check: {}",
+            failures.len(),
+            files.len(),
+            failures.join("; ")
+        )));
     }
     let mut dtypes = std::collections::BTreeMap::<&str, [usize; 3]>::new();
     for entry in manifest.tensors.values() {

@@ -12,8 +12,7 @@ use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::store::burn_pack::{Bytes, Reader, Tensor as PackTensor};
 use burn::store::{
-    BurnToPyTorchAdapter, FloatCastAdapter, ModuleAdapter, ModuleSnapshot,
-    PyTorchToBurnAdapter, SafetensorsStore,
+    BurnToPyTorchAdapter, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore,
 };
 use burn::tensor::quantization::{QuantScheme, QuantValue, ScaleDtype, quantized_data_len};
 use burn::tensor::{DType, f16};
@@ -242,8 +241,10 @@ impl Loader {
         } else {
             // f16 shards widen to f32: the model computes in f32 everywhere
             let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(burn::tensor::DType::F32));
-            let mut store =
-                SafetensorsStore::from_bytes(Some(bytes)).with_from_adapter(adapter).allow_partial(true).validate(false);
+            let mut store = SafetensorsStore::from_bytes(Some(bytes))
+                .with_from_adapter(adapter)
+                .allow_partial(true)
+                .validate(false);
             self.model.load_from(&mut store).map_err(|e| first_line(e.to_string()))
         };
         let result = result.map_err(|message| BundleError::File {

@@ -644,7 +644,8 @@ fn packed(data: TensorData) -> TensorData {
     let bits = scheme.value.size_bits();
     let mut out: Vec<u8> = Vec::with_capacity(numel * bits / 8 + scales.len());
     for word in values.chunks(32 / bits) {
-        let word = word.iter().enumerate().fold(0u32, |acc, (i, &v)| acc | (u32::from(v) & ((1 << bits) - 1)) << (i * bits));
+        let word =
+            word.iter().enumerate().fold(0u32, |acc, (i, &v)| acc | (u32::from(v) & ((1 << bits) - 1)) << (i * bits));
         out.extend_from_slice(&word.to_le_bytes());
     }
     out.extend_from_slice(scales);

@@ -24,7 +24,9 @@ pub fn start() {
     std::panic::set_hook(Box::new(|info| {
         console_error_panic_hook::hook(info);
         // nothing runs after a panic (a lost GPU device ends that way too): say so where people look
-        let status = web_sys::window().and_then(|w| w.document()).and_then(|d| d.query_selector("[data-role=status]").ok().flatten());
+        let status = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.query_selector("[data-role=status]").ok().flatten());
         if let Some(status) = status {
             let why = info.payload_as_str().unwrap_or("internal error");
             status.set_text_content(Some(&format!("error: the app stopped ({why}); reload the page")));
@@ -110,6 +112,21 @@ fn pointer_in_image(stage: &web_sys::Element, image: &RgbImage, ev: &leptos::ev:
     let x = ((f64::from(ev.client_x()) - r.left()) / r.width() * w).clamp(0.0, w);
     let y = ((f64::from(ev.client_y()) - r.top()) / r.height() * h).clamp(0.0, h);
     [x, y]
+}
+
+/// A press on the stage starts a drag: it captures the pointer and returns where the box spans from
+/// (the opposite corner when a corner of `region` was grabbed, else the press) and the press, in
+/// image pixels.
+fn drag_start(
+    ev: &leptos::ev::PointerEvent,
+    stage: &web_sys::Element,
+    image: &RgbImage,
+    region: Option<[f64; 4]>,
+) -> ([f64; 2], [f64; 2]) {
+    ev.prevent_default();
+    let _ = stage.set_pointer_capture(ev.pointer_id());
+    let at = pointer_in_image(stage, image, ev);
+    (region.and_then(|b| grab_corner(b, at, stage, image)).unwrap_or(at), at)
 }
 
 /// A press at `at` (image pixels) near a corner of box `b` grabs that corner: returns the opposite
@@ -380,17 +397,10 @@ fn App() -> impl IntoView {
     };
 
     let on_down = move |ev: leptos::ev::PointerEvent| {
-        let Some(at) = to_image(&ev) else { return };
-        ev.prevent_default();
-        if let Some(el) = stage.get_untracked() {
-            let _ = el.set_pointer_capture(ev.pointer_id());
-        }
-        let grabbed = match (region.get_untracked(), stage.get_untracked(), photo.get_untracked()) {
-            (Some(b), Some(el), Some(p)) => grab_corner(b, at, &el, &p.image),
-            _ => None,
-        };
-        drag_from.set(Some(grabbed.unwrap_or(at)));
-        set_region(span(grabbed.unwrap_or(at), at));
+        let (Some(el), Some(p)) = (stage.get_untracked(), photo.get_untracked()) else { return };
+        let (from, at) = drag_start(&ev, &el, &p.image, region.get_untracked());
+        drag_from.set(Some(from));
+        set_region(span(from, at));
     };
     let on_move = move |ev: leptos::ev::PointerEvent| {
         if let (Some(from), Some(at)) = (drag_from.get_untracked(), to_image(&ev)) {

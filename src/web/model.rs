@@ -124,11 +124,16 @@ pub async fn load(base: &str, device: &Device, progress: impl Fn(Progress)) -> R
 }
 
 /// Loads a bundle from files the person picked (a converted bundle's folder, or all its files).
-pub async fn load_files(files: &web_sys::FileList, device: &Device, progress: impl Fn(Progress)) -> Result<Describer, String> {
+pub async fn load_files(
+    files: &web_sys::FileList,
+    device: &Device,
+    progress: impl Fn(Progress),
+) -> Result<Describer, String> {
     let by_name: std::collections::HashMap<String, web_sys::File> =
         (0..files.length()).filter_map(|i| files.get(i)).map(|f| (f.name(), f)).collect();
     let read = async |name: &str| -> Result<Vec<u8>, String> {
-        let file = by_name.get(name).ok_or_else(|| format!("the chosen files have no {name}: pick a whole bundle folder"))?;
+        let file =
+            by_name.get(name).ok_or_else(|| format!("the chosen files have no {name}: pick a whole bundle folder"))?;
         super::read_file(file).await
     };
     let base = "the chosen folder";

@@ -16,7 +16,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 use super::{
-    Photo, Thumb, backend, grab_corner, model, now_ms, nudge, overlay, pointer_in_image, results, revoke, span, thumbs,
+    Photo, Thumb, backend, drag_start, model, now_ms, nudge, overlay, pointer_in_image, results, revoke, span, thumbs,
 };
 use crate::describe::{DescribeOptions, Describer};
 use crate::photo::{DEFAULT_MAX_PIXELS, decode_photo};
@@ -187,7 +187,9 @@ fn Widget(host: web_sys::HtmlElement, attrs: RwSignal<Attrs>) -> impl IntoView {
                 let Some(src) = a.src.clone() else {
                     return status.set("ready: set the src attribute to a photo".into());
                 };
-                let loaded = model::fetch(&src).await.and_then(|b| decode_photo(&b, DEFAULT_MAX_PIXELS).map_err(|e| format!("{src}: {e}")));
+                let loaded = model::fetch(&src)
+                    .await
+                    .and_then(|b| decode_photo(&b, DEFAULT_MAX_PIXELS).map_err(|e| format!("{src}: {e}")));
                 if run_id.get_value() != id {
                     return;
                 }
@@ -215,17 +217,10 @@ fn Widget(host: web_sys::HtmlElement, attrs: RwSignal<Attrs>) -> impl IntoView {
         Some(pointer_in_image(&el, &p.image, ev))
     };
     let on_down = move |ev: leptos::ev::PointerEvent| {
-        let Some(at) = to_image(&ev) else { return };
-        ev.prevent_default();
-        if let Some(el) = stage.get_untracked() {
-            let _ = el.set_pointer_capture(ev.pointer_id());
-        }
-        let grabbed = match (region.get_untracked(), stage.get_untracked(), photo.get_untracked()) {
-            (Some(b), Some(el), Some(p)) => grab_corner(b, at, &el, &p.image),
-            _ => None,
-        };
-        drag_from.set(Some(grabbed.unwrap_or(at)));
-        region.set(Some(span(grabbed.unwrap_or(at), at)));
+        let (Some(el), Some(p)) = (stage.get_untracked(), photo.get_untracked()) else { return };
+        let (from, at) = drag_start(&ev, &el, &p.image, region.get_untracked());
+        drag_from.set(Some(from));
+        region.set(Some(span(from, at)));
     };
     let on_move = move |ev: leptos::ev::PointerEvent| {
         if let (Some(from), Some(at)) = (drag_from.get_untracked(), to_image(&ev)) {
