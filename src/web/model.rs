@@ -103,24 +103,15 @@ pub struct Loaded {
 
 /// Loads the bundle at `base` on `device`; `progress` hears after each file.
 pub async fn load(base: &str, device: &Device, progress: impl Fn(Progress)) -> Result<Loaded, String> {
-    let manifest = Manifest::parse(base, &fetch(&format!("{base}{MANIFEST}")).await?).map_err(|e| e.to_string())?;
-    check_fits(base, &manifest, device)?;
-    let total = manifest.total_bytes();
-    let (tokenizer, cached) = fetch_file(base, &manifest.t5_tokenizer).await?;
-    let mut not_cached = usize::from(!cached);
-    let mut done = tokenizer.len();
-    let mut loader = Loader::new(base, manifest, device);
-    for i in 0..loader.manifest.shards.len() {
-        let entry = loader.manifest.shards[i].clone();
-        let file = entry.file.clone();
-        let (bytes, cached) = fetch_file(base, &entry).await?;
-        not_cached += usize::from(!cached);
-        done += bytes.len();
-        loader.add_shard(i, bytes).map_err(|e| e.to_string())?;
-        progress(Progress { done, total, file });
-    }
-    let describer = Describer::from_loader(loader, &tokenizer).map_err(|e| e.to_string())?;
-    Ok(Loaded { describer, not_cached })
+    let manifest = fetch(&format!("{base}{MANIFEST}")).await?;
+    let not_cached = std::cell::Cell::new(0);
+    let read = async |entry: &FileEntry| {
+        let (bytes, cached) = fetch_file(base, entry).await?;
+        not_cached.set(not_cached.get() + usize::from(!cached));
+        Ok(bytes)
+    };
+    let describer = load_bundle(base, &manifest, device, progress, read).await?;
+    Ok(Loaded { describer, not_cached: not_cached.get() })
 }
 
 /// Loads a bundle from files the person picked (a converted bundle's folder, or all its files).
@@ -136,19 +127,32 @@ pub async fn load_files(
             by_name.get(name).ok_or_else(|| format!("the chosen files have no {name}: pick a whole bundle folder"))?;
         super::read_file(file).await
     };
-    let base = "the chosen folder";
-    let manifest = Manifest::parse(base, &read(MANIFEST).await?).map_err(|e| e.to_string())?;
+    let manifest = read(MANIFEST).await?;
+    load_bundle("the chosen folder", &manifest, device, progress, async |entry: &FileEntry| read(&entry.file).await)
+        .await
+}
+
+/// What every source shares: the manifest's checks, the tokenizer, then each shard verified and
+/// moved to the device before the next is read.
+async fn load_bundle(
+    base: &str,
+    manifest: &[u8],
+    device: &Device,
+    progress: impl Fn(Progress),
+    read: impl AsyncFn(&FileEntry) -> Result<Vec<u8>, String>,
+) -> Result<Describer, String> {
+    let manifest = Manifest::parse(base, manifest).map_err(|e| e.to_string())?;
     check_fits(base, &manifest, device)?;
     let total = manifest.total_bytes();
-    let tokenizer = read(&manifest.t5_tokenizer.file).await?;
+    let tokenizer = read(&manifest.t5_tokenizer).await?;
     let mut done = tokenizer.len();
     let mut loader = Loader::new(base, manifest, device);
     for i in 0..loader.manifest.shards.len() {
-        let file = loader.manifest.shards[i].file.clone();
-        let bytes = read(&file).await?;
+        let entry = loader.manifest.shards[i].clone();
+        let bytes = read(&entry).await?;
         done += bytes.len();
         loader.add_shard(i, bytes).map_err(|e| e.to_string())?;
-        progress(Progress { done, total, file });
+        progress(Progress { done, total, file: entry.file });
     }
     Describer::from_loader(loader, &tokenizer).map_err(|e| e.to_string())
 }
