@@ -131,6 +131,90 @@ fn ready<T>(future: impl std::future::Future<Output = T>) -> T {
     }
 }
 
+/// Each view's region box, as the visual side takes them.
+fn region_boxes(views: &Views) -> Vec<[f32; 4]> {
+    views.views.iter().map(|v| v.region_box).collect()
+}
+
+/// A stage of a description, as the page's status names it while it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Vit,
+    Align,
+    Qformer,
+    Heads,
+    T5Encoder,
+    /// Decoding step `step` of at most `of` new tokens.
+    Token {
+        step: usize,
+        of: usize,
+    },
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stage::Vit => f.write_str("ViT"),
+            Stage::Align => f.write_str("alignment"),
+            Stage::Qformer => f.write_str("Q-Former"),
+            Stage::Heads => f.write_str("heads"),
+            Stage::T5Encoder => f.write_str("T5 encoder"),
+            Stage::Token { step, of } => write!(f, "token {step} of {of}"),
+        }
+    }
+}
+
+/// Who watches a description: how results come back, who hears each stage, and the clock that
+/// times stages (a stage is timed once the device has finished its work).
+struct Watch<'a> {
+    read: ReadBack,
+    on_stage: Option<&'a mut dyn FnMut(Stage)>,
+    clock: Option<&'a mut dyn FnMut() -> f64>,
+    last: f64,
+    timings: Timings,
+}
+
+impl<'a> Watch<'a> {
+    fn new(read: ReadBack) -> Watch<'a> {
+        Watch { read, on_stage: None, clock: None, last: 0.0, timings: Timings::new() }
+    }
+
+    fn timed(&mut self, clock: &'a mut dyn FnMut() -> f64) {
+        self.last = clock();
+        self.clock = Some(clock);
+    }
+
+    fn start(&mut self, stage: Stage) {
+        if let Some(on_stage) = self.on_stage.as_mut() {
+            on_stage(stage);
+        }
+    }
+
+    /// Ends a stage whose result is `output`: when someone watches, waits for the device to
+    /// finish it (natively a sync; in the browser a read-back of one value, which also lets the
+    /// page repaint its status), then records its time.
+    async fn lap<const D: usize>(&mut self, stage: &'static str, output: Option<&Tensor<D>>) {
+        if self.clock.is_none() && self.on_stage.is_none() {
+            return;
+        }
+        match (self.read, output) {
+            (ReadBack::Blocking, Some(t)) => {
+                let _ = t.device().sync();
+            }
+            (ReadBack::Async, Some(t)) => {
+                let first = t.clone().flatten::<1>(0, D - 1).narrow(0, 0, 1);
+                let _ = first.into_data_async().await;
+            }
+            (_, None) => {}
+        }
+        if let Some(clock) = self.clock.as_mut() {
+            let now = clock();
+            self.timings.push((stage, now - self.last));
+            self.last = now;
+        }
+    }
+}
+
 impl Describer {
     /// A bundle's model from a loader that has all its shards, and its tokenizer file.
     pub fn from_loader(loader: Loader, tokenizer_json: &[u8]) -> Result<Describer, OpenError> {
@@ -157,11 +241,11 @@ impl Describer {
         let total = manifest.total_bytes();
         let tokenizer = read(&manifest.t5_tokenizer.file)?;
         let mut loader = Loader::new(&bundle, manifest, device);
-        let mut done = tokenizer.len();
+        let mut done = tokenizer.len() as u64;
         for i in 0..loader.manifest.shards.len() {
             let file = loader.manifest.shards[i].file.clone();
             let bytes = read(&file)?;
-            done += bytes.len();
+            done += bytes.len() as u64;
             loader.add_shard(i, bytes)?;
             progress(Progress { done, total, file });
         }
@@ -184,6 +268,11 @@ impl Describer {
         &self.vocab
     }
 
+    /// The model, for training it further.
+    pub fn into_model(self) -> DynRefer {
+        self.model
+    }
+
     /// The region's views, at the model's size.
     pub fn views(&self, photo: &RgbImage, region: RegionBox, num_views: Option<usize>) -> Result<Views, ViewsError> {
         let config = &self.manifest.config;
@@ -197,7 +286,8 @@ impl Describer {
         region: RegionBox,
         options: &DescribeOptions,
     ) -> Result<Description, DescribeError> {
-        ready(self.run(photo, region, options, None, ReadBack::Blocking)).map(|(d, _)| d)
+        let views = self.views(photo, region, options.num_views)?;
+        ready(self.run_views(views, options, &mut Watch::new(ReadBack::Blocking))).map(|(d, _)| d)
     }
 
     /// Describes the region of views already built by [`Describer::views`], with awaited
@@ -207,7 +297,21 @@ impl Describer {
         views: Views,
         options: &DescribeOptions,
     ) -> Result<Description, DescribeError> {
-        self.run_views(views, options, None, None, ReadBack::Async).await.map(|(d, _)| d)
+        self.run_views(views, options, &mut Watch::new(ReadBack::Async)).await.map(|(d, _)| d)
+    }
+
+    /// Like [`Describer::describe_views_async`], telling `on_stage` which stage starts, and
+    /// timing each stage by `clock` (milliseconds) once the device has finished its work.
+    pub async fn describe_views_watched(
+        &self,
+        views: Views,
+        options: &DescribeOptions,
+        on_stage: &mut dyn FnMut(Stage),
+        clock: &mut dyn FnMut() -> f64,
+    ) -> Result<(Description, Timings), DescribeError> {
+        let mut watch = Watch { on_stage: Some(on_stage), ..Watch::new(ReadBack::Async) };
+        watch.timed(clock);
+        self.run_views(views, options, &mut watch).await
     }
 
     /// Like [`Describer::describe`], with each stage's milliseconds measured by `clock` (a
@@ -219,7 +323,11 @@ impl Describer {
         options: &DescribeOptions,
         clock: &mut dyn FnMut() -> f64,
     ) -> Result<(Description, Timings), DescribeError> {
-        ready(self.run(photo, region, options, Some(clock), ReadBack::Blocking))
+        let mut watch = Watch::new(ReadBack::Blocking);
+        watch.timed(clock);
+        let views = self.views(photo, region, options.num_views)?;
+        ready(watch.lap("views", None::<&Tensor<1>>));
+        ready(self.run_views(views, options, &mut watch))
     }
 
     /// The views, the region's encoding (ViT … Q-Former) and head scores.
@@ -228,34 +336,49 @@ impl Describer {
     }
 
     fn encode_staged(&self, views: &Views, stage: &mut dyn FnMut(&'static str)) -> Intermediates {
-        let n = views.views.len();
-        let size = views.size as usize;
-        let pixels = Tensor::<4>::from_data(TensorData::new(views.pixels(), [n, 3, size, size]), &self.device);
-        let boxes: Vec<[f32; 4]> = views.views.iter().map(|v| v.region_box).collect();
-        self.model.encode_region(pixels, &boxes, &self.vocab, stage)
+        self.model.encode_region(self.pixels(views), &region_boxes(views), &self.vocab, stage)
     }
 
-    async fn run(
-        &self,
-        photo: &RgbImage,
-        region: RegionBox,
-        options: &DescribeOptions,
-        mut clock: Option<&mut dyn FnMut() -> f64>,
-        read: ReadBack,
-    ) -> Result<(Description, Timings), DescribeError> {
-        let start = clock.as_mut().map(|c| c());
-        let views = self.views(photo, region, options.num_views)?;
-        self.run_views(views, options, clock, start, read).await
+    /// The views' pixels on the device, [views, 3, S, S].
+    fn pixels(&self, views: &Views) -> Tensor<4> {
+        let (n, size) = (views.views.len(), views.size as usize);
+        Tensor::<4>::from_data(TensorData::new(views.pixels(), [n, 3, size, size]), &self.device)
     }
 
-    /// Everything after the views; `start` is when the views began, if they are timed.
+    /// Runs every kind of kernel once on the least work that reaches it: a blank photo through
+    /// the model cut to one block of each stack (two Q-Former layers, so that its
+    /// cross-attention runs too), one beam, two tokens (the second reads the cache). WebGPU
+    /// compiles a shader on its first use; done while the model loads, this keeps the person's
+    /// first box as fast as the next ones, at a small part of a whole description's cost.
+    pub async fn warm_up(&self) {
+        let mut shallow = self.model.clone();
+        shallow.visual.visual_encoder.blocks.truncate(1);
+        shallow.qformer.encoder.layer.truncate(2);
+        shallow.t5.encoder.block.truncate(1);
+        shallow.t5.decoder.block.truncate(1);
+        let photo = RgbImage::from_pixel(64, 64, image::Rgb([128, 128, 128]));
+        if let Ok(views) = self.views(&photo, RegionBox([8.0, 8.0, 40.0, 40.0]), None) {
+            let options = DescribeOptions { beams: 1, max_new_tokens: 2, ..DescribeOptions::default() };
+            let _ = self.run_model(&shallow, views, &options, &mut Watch::new(ReadBack::Async)).await;
+        }
+    }
+
     async fn run_views(
         &self,
         views: Views,
         options: &DescribeOptions,
-        mut clock: Option<&mut dyn FnMut() -> f64>,
-        start: Option<f64>,
-        read: ReadBack,
+        watch: &mut Watch<'_>,
+    ) -> Result<(Description, Timings), DescribeError> {
+        self.run_model(&self.model, views, options, watch).await
+    }
+
+    /// Everything after the views, on `model` (this bundle's, or a part of it).
+    async fn run_model(
+        &self,
+        model: &DynRefer,
+        views: Views,
+        options: &DescribeOptions,
+        watch: &mut Watch<'_>,
     ) -> Result<(Description, Timings), DescribeError> {
         if options.beams == 0 {
             return Err(DescribeError::Options("beams must be at least 1".into()));
@@ -268,42 +391,42 @@ impl Describer {
                 "num-views {asked}: this model fuses exactly {fused} views per region"
             )));
         }
-        let mut timings = Timings::new();
-        let mut last = start.unwrap_or(0.0);
-        let mut lap = |stage: &'static str| {
-            if let Some(clock) = clock.as_mut() {
-                // the stage's work may still be queued on the device
-                let _ = self.device.sync();
-                let now = clock();
-                timings.push((stage, now - last));
-                last = now;
-            }
-        };
-        lap("views");
-        let encoded = self.encode_staged(&views, &mut lap);
-        let scores = &encoded.scores;
+        watch.start(Stage::Vit);
+        let vit = model.visual.encode(self.pixels(&views));
+        watch.lap("vit", Some(&vit)).await;
+        watch.start(Stage::Align);
+        let visual = model.visual.fuse(vit, &region_boxes(&views));
+        watch.lap("align_fuse", Some(&visual.fused)).await;
+        watch.start(Stage::Qformer);
+        let queries = model.qformer.forward(visual.fused); // [1, queries, width]
+        watch.lap("qformer", Some(&queries)).await;
+        watch.start(Stage::Heads);
+        let scores = model.heads.forward(queries.clone(), &self.vocab);
+        let read = watch.read;
         let threshold = options.tag_threshold.unwrap_or(self.manifest.tag_threshold);
         let names = &self.manifest.vocabularies;
         let tags: Vec<Scored> = names
             .tags
             .iter()
-            .zip(read.floats(scores.tags.clone()).await)
+            .zip(read.floats(scores.tags).await)
             .filter(|(_, s)| *s > threshold)
             .map(|(n, score)| Scored { name: n.clone(), score })
             .collect();
         let scored = |names: &[String], scores: Vec<f32>| {
             names.iter().zip(scores).map(|(n, score)| Scored { name: n.clone(), score }).collect::<Vec<_>>()
         };
-        let attributes = scored(&names.attributes, read.floats(scores.attributes.clone()).await);
-        let classes = scored(&names.classes, read.floats(scores.classes.clone()).await);
+        let attributes = scored(&names.attributes, read.floats(scores.attributes).await);
+        let classes = scored(&names.classes, read.floats(scores.classes).await);
+        watch.lap("heads", None::<&Tensor<1>>).await;
 
+        watch.start(Stage::T5Encoder);
         let control = control_string(tags.iter().map(|t| t.name.as_str()), options.controls.as_deref());
         let control_ids = self.tokenizer.encode(&control)?;
-        let encoded_t5 = self.model.t5.encode(self.model.t5_inputs(encoded.qformer, &control_ids));
-        lap("t5_encoder");
-        let decoded = self.generate(encoded_t5, options, &mut lap, read).await;
+        let encoded_t5 = model.t5.encode(model.t5_inputs(queries, &control_ids));
+        watch.lap("t5_encoder", Some(&encoded_t5)).await;
+        let decoded = self.generate(&model.t5, encoded_t5, options, watch).await;
         let caption = self.tokenizer.decode(&decoded.ids)?;
-        lap("decoder");
+        watch.lap("decoder", None::<&Tensor<1>>).await;
         let description = Description {
             views: views.views,
             caption,
@@ -313,15 +436,15 @@ impl Describer {
             attributes,
             classes,
         };
-        Ok((description, timings))
+        Ok((description, std::mem::take(&mut watch.timings)))
     }
 
     async fn generate(
         &self,
+        t5_model: &T5,
         encoded: Tensor<3>,
         options: &DescribeOptions,
-        lap: &mut dyn FnMut(&'static str),
-        read: ReadBack,
+        watch: &mut Watch<'_>,
     ) -> crate::decode::search::Decoded {
         let t5 = &self.manifest.config.t5;
         let mut search = Search::new(SearchOptions {
@@ -332,9 +455,12 @@ impl Describer {
             eos_id: t5.eos_token_id,
             pad_id: t5.pad_token_id,
         });
-        let mut cache = self.model.t5.start(encoded, options.beams);
+        let mut cache = t5_model.start(encoded, options.beams);
         let mut first = true;
+        let mut token = 0;
         while let Some(step) = search.next_step() {
+            token += 1;
+            watch.start(Stage::Token { step: token, of: options.max_new_tokens });
             if let Some(order) = step.reorder {
                 let order: Vec<i64> = order.into_iter().map(|i| i as i64).collect();
                 let n = order.len();
@@ -342,10 +468,10 @@ impl Describer {
             }
             let ids: Vec<i64> = step.tokens.iter().map(|&t| i64::from(t)).collect();
             let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [step.tokens.len(), 1]), &self.device);
-            let logits = self.model.t5.decode(ids, &mut cache);
-            search.advance(&read.floats(logits).await);
+            let logits = t5_model.decode(ids, &mut cache);
+            search.advance(&watch.read.floats(logits).await);
             if first {
-                lap("first_token");
+                watch.lap("first_token", None::<&Tensor<1>>).await;
                 first = false;
             }
         }

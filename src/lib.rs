@@ -14,6 +14,9 @@ pub mod describe;
 #[cfg(feature = "model")]
 pub mod model;
 pub mod photo;
+pub mod scenes;
+#[cfg(feature = "train")]
+pub mod train;
 pub mod views;
 
 #[cfg(feature = "web")]

@@ -28,6 +28,7 @@ struct Files {
     t5: PathBuf,
     clip_text: PathBuf,
     arch: PathBuf,
+    strict: bool,
 }
 
 impl Files {
@@ -39,6 +40,7 @@ impl Files {
             t5: common::e2e_file("t5"),
             clip_text: common::e2e_file("clip_text.pt"),
             arch: common::e2e_file("arch.json"),
+            strict: false,
         }
     }
 
@@ -69,6 +71,9 @@ impl Files {
         ];
         if let Some(vit) = &self.vit {
             args.extend(["--vit".into(), p(vit)]);
+        }
+        if self.strict {
+            args.push("--strict".into());
         }
         dynrefer(&args)
     }
@@ -311,6 +316,7 @@ fn real_layouts_and_shapes_convert_and_describe() {
         t5: t5_dir,
         clip_text: common::e2e_file("clip_text.pt"),
         arch,
+        strict: false,
     };
     let out = dir.join("bundle");
     let (ok, stdout, stderr) = files.convert(&out);
@@ -419,10 +425,8 @@ fn broken_inputs_give_one_clear_line() {
     tensors.push(f32_tensor("decoder.head.weight", &[4, 4], 1, 0.1));
     let extra = dir.join("extra.pth");
     write_pth(&extra, &tensors, true);
-    assert_one_line_error(
-        Files { dynrefer: extra, ..Files::fixture() }.convert(&out),
-        &["extra.pth", "decoder.head.weight", "unexpected"],
-    );
+    let files = Files { dynrefer: extra, strict: true, ..Files::fixture() };
+    assert_one_line_error(files.convert(&out), &["extra.pth", "decoder.head.weight", "unexpected", "--strict"]);
 
     // a T5 folder without one tensor
     let t5 = dir.join("t5");
@@ -466,4 +470,124 @@ fn broken_inputs_give_one_clear_line() {
     std::fs::write(&arch, with("image_size", 224)).unwrap();
     assert_one_line_error(Files { arch, ..Files::fixture() }.convert(&out), &["image_size", "pos_embed"]);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The manifest's shard hashes: equal lists mean the same bundle.
+fn shard_hashes(bundle: &Path) -> Vec<String> {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    manifest["shards"].as_array().unwrap().iter().map(|s| s["sha256"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn released_layouts_convert_with_nothing_but_the_paths() {
+    let dir = scratch("released");
+    let reference = dir.join("reference");
+    let (ok, _, stderr) = Files::fixture().convert(&reference);
+    assert!(ok, "{stderr}");
+
+    // DynRefer's checkpoint as LAVIS' runner saves it: weights under `model`, the optimizer's
+    // moments, config, scaler and epoch beside them
+    let model = read_pth(&common::e2e_file("dynrefer.pth"));
+    let moments: Vec<PthTensor> =
+        model.iter().take(3).flat_map(|t| [0, 1].map(|k| f32_tensor(&t.name, &t.shape, 7 + k, 0.01))).collect();
+    let saved = dir.join("refcocog_ft.pth");
+    common::pth::write_training_save(&saved, &model, &moments);
+
+    // FlanT5 as PyTorch .bin shards with their index
+    let t5 = dir.join("flan-t5");
+    std::fs::create_dir_all(&t5).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(common::e2e_file("t5").join(f), t5.join(f)).unwrap();
+    }
+    let t5_tensors = read_safetensors_f32(&common::e2e_file("t5/model.safetensors"));
+    let (first, second) = t5_tensors.split_at(t5_tensors.len() / 2);
+    let mut weight_map = serde_json::Map::new();
+    for (i, part) in [first, second].iter().enumerate() {
+        let file = format!("pytorch_model-0000{}-of-00002.bin", i + 1);
+        write_pth(&t5.join(&file), part, false);
+        weight_map.extend(part.iter().map(|t| (t.name.clone(), file.clone().into())));
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(t5.join("pytorch_model.bin.index.json"), index.to_string()).unwrap();
+
+    let out = dir.join("bundle");
+    let (ok, _, stderr) = Files { dynrefer: saved, t5: t5.clone(), ..Files::fixture() }.convert(&out);
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("warning"), "the training state is not weights: {stderr}");
+    assert_eq!(shard_hashes(&out), shard_hashes(&reference), "the same weights make the same bundle");
+
+    // a tensor no part of the model reads is skipped with one warning, as the official loader does
+    let mut tensors = model;
+    tensors.push(f32_tensor("decoder.head.weight", &[4, 4], 1, 0.1));
+    let extra = dir.join("extra.pth");
+    write_pth(&extra, &tensors, true);
+    let (ok, _, stderr) = Files { dynrefer: extra, ..Files::fixture() }.convert(&dir.join("lenient"));
+    assert!(ok, "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("warning") && stderr.contains("extra.pth") && stderr.contains("decoder.head.weight"));
+    assert_eq!(shard_hashes(&dir.join("lenient")), shard_hashes(&reference));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn missing_inputs_are_found_before_anything_is_written() {
+    let dir = scratch("missing");
+    let t5 = dir.join("t5");
+    std::fs::create_dir_all(&t5).unwrap();
+    std::fs::copy(common::e2e_file("t5/config.json"), t5.join("config.json")).unwrap();
+    std::fs::copy(common::e2e_file("t5/model.safetensors"), t5.join("model.safetensors")).unwrap();
+    let out = dir.join("bundle");
+    assert_one_line_error(Files { t5: t5.clone(), ..Files::fixture() }.convert(&out), &["tokenizer.json", "missing"]);
+    assert!(!out.exists(), "nothing written");
+
+    // a T5 folder without weights says what to download
+    std::fs::copy(common::e2e_file("t5/tokenizer.json"), t5.join("tokenizer.json")).unwrap();
+    std::fs::remove_file(t5.join("model.safetensors")).unwrap();
+    assert_one_line_error(
+        Files { t5: t5.clone(), ..Files::fixture() }.convert(&out),
+        &["no T5 weights", "model.safetensors"],
+    );
+    // a shard the index lists but that is not there
+    std::fs::write(
+        t5.join("model.safetensors.index.json"),
+        r#"{"weight_map": {"shared.weight": "model-00001-of-00002.safetensors"}}"#,
+    )
+    .unwrap();
+    assert_one_line_error(
+        Files { t5: t5.clone(), ..Files::fixture() }.convert(&out),
+        &["model-00001-of-00002.safetensors", "missing"],
+    );
+    // a tokenizer that is not one
+    std::fs::copy(common::e2e_file("t5/model.safetensors"), t5.join("model.safetensors")).unwrap();
+    std::fs::write(t5.join("tokenizer.json"), "{}").unwrap();
+    assert_one_line_error(Files { t5, ..Files::fixture() }.convert(&out), &["tokenizer.json"]);
+    // a file flag pointing at a folder
+    assert_one_line_error(
+        Files { clip_text: dir.clone(), ..Files::fixture() }.convert(&out),
+        &["--clip-text", "folder"],
+    );
+    assert!(!out.exists(), "nothing written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A safetensors file's tensors as f32.
+fn read_safetensors_f32(path: &Path) -> Vec<PthTensor> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<PthTensor> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let data: Vec<f32> = match view.dtype() {
+                safetensors::Dtype::F32 => {
+                    view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+                }
+                other => panic!("{name}: {other:?}"),
+            };
+            PthTensor { name, shape: view.shape().to_vec(), data: Data::F32(data) }
+        })
+        .collect();
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    tensors
 }

@@ -15,7 +15,7 @@ use burn::prelude::*;
 use image::RgbImage;
 
 use dynrefer::bundle::Quant;
-use dynrefer::convert::projected_size;
+use dynrefer::convert::write::projected_size;
 use dynrefer::describe::{DescribeOptions, Describer};
 use dynrefer::model::clip_text::ClipTextConfig;
 use dynrefer::model::dynrefer::DynReferConfig;

@@ -13,9 +13,11 @@ use safetensors::{Dtype, tensor::TensorView};
 
 use burn::prelude::Device;
 use dynrefer::bundle::{FileEntry, MANIFEST, Manifest, Quant};
-use dynrefer::convert::{Inputs, convert};
+use dynrefer::convert::write::{BundleInfo, write_bundle};
+use dynrefer::convert::{Inputs, plan};
 use dynrefer::describe::{DescribeOptions, Describer};
 use dynrefer::photo::{DEFAULT_MAX_PIXELS, decode_photo};
+use dynrefer::train::{Event, TrainOptions};
 use dynrefer::views::{RegionBox, ViewOptions, Views, build_views};
 
 #[derive(Parser)]
@@ -52,6 +54,43 @@ enum Command {
     Bench {
         #[command(subcommand)]
         stage: BenchStage,
+    },
+    /// Draw scenes of the "shapes" world: pictures, annotations.jsonl and the vocabulary files.
+    Scenes {
+        /// How many pictures.
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Train DynRefer on annotated regions (from scratch, or from a bundle) and write a bundle.
+    Train(TrainArgs),
+    /// Describe every annotated region of a file and print how often the model is right, as JSON.
+    Eval {
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// annotations.jsonl, with the pictures it names beside it.
+        #[arg(long, value_name = "FILE")]
+        data: PathBuf,
+        /// Describe at most this many regions (the first ones).
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, default_value_t = 5)]
+        beams: usize,
+        /// Also list every region's answer.
+        #[arg(long)]
+        details: bool,
+    },
+    /// Write a bundle's model again with another weight storage (e.g. an f32 bundle as q8).
+    Quantize {
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        #[arg(long, value_parser = parse_quant)]
+        quant: Quant,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -112,8 +151,59 @@ struct ConvertArgs {
     /// A name for the page and `describe`.
     #[arg(long, default_value = "DynRefer-FlanT5")]
     name: String,
+    /// Refuse tensors the model does not use (by default they are skipped with a warning, as the
+    /// official loader skips them).
+    #[arg(long)]
+    strict: bool,
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// annotations.jsonl (from `dynrefer scenes`), with ram_tag_list.txt, ovad2000.json and coco.json beside it.
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// The bundle to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// Where checkpoints go, and are resumed from (default: OUT.checkpoints).
+    #[arg(long)]
+    checkpoints: Option<PathBuf>,
+    /// Start from this bundle instead of from scratch.
+    #[arg(long, value_name = "DIR")]
+    from: Option<PathBuf>,
+    #[arg(long, default_value_t = 6000)]
+    steps: usize,
+    /// Regions per step.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Peak learning rate (AdamW).
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Steps of linear warm-up before the cosine schedule.
+    #[arg(long, default_value_t = 300)]
+    warmup: usize,
+    #[arg(long, default_value_t = 0.05)]
+    weight_decay: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 500)]
+    checkpoint_every: usize,
+    /// Weight storage of the bundle written.
+    #[arg(long, default_value = "f32", value_parser = parse_quant)]
+    quant: Quant,
+    #[arg(long, default_value = "DynRefer-shapes (trained on generated scenes)")]
+    name: String,
+    /// The bundle's tag threshold.
+    #[arg(long, default_value_t = 0.5)]
+    tag_threshold: f32,
+    /// The chance of leaving each true tag out of the caption's control words while training.
+    #[arg(long, default_value_t = 0.3)]
+    tag_drop: f64,
+    /// cpu (burn's CPU backend) or gpu (burn's wgpu backend; build with --features wgpu).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 #[derive(Args)]
@@ -167,17 +257,6 @@ impl DescribeArgs {
         })
     }
 
-    fn device(&self) -> Result<Device, Failure> {
-        match self.device.as_str() {
-            "cpu" => Ok(Device::flex()),
-            #[cfg(feature = "wgpu")]
-            "gpu" => Device::wgpu_options().init().map_err(|e| Failure(format!("--device gpu: no wgpu adapter: {e}"))),
-            #[cfg(not(feature = "wgpu"))]
-            "gpu" => Err(Failure("--device gpu: this build has no GPU backend (build with --features wgpu)".into())),
-            other => Err(Failure(format!("--device {other}: expected cpu or gpu"))),
-        }
-    }
-
     fn load(&self) -> Result<(Describer, RgbImage, RegionBox, DescribeOptions), Failure> {
         let options = self.options()?;
         let region: RegionBox = self.region.parse().map_err(|e| Failure(format!("--box {}: {e}", self.region)))?;
@@ -186,7 +265,7 @@ impl DescribeArgs {
         let photo = decode_photo(&bytes, (self.max_megapixels * 1e6) as u64)
             .map_err(|e| Failure(format!("{}: {e}", self.image.display())))?;
         let tty = std::io::stderr().is_terminal();
-        let describer = Describer::open_dir(&self.model, &self.device()?, |p| {
+        let describer = Describer::open_dir(&self.model, &device(&self.device)?, |p| {
             if tty {
                 let (done, total) = (p.done as f64 / 1e6, p.total as f64 / 1e6);
                 eprint!("\rloading {}: {done:.1} / {total:.1} MB {:<30}", self.model.display(), p.file);
@@ -221,6 +300,18 @@ struct ViewInput {
 
 /// A failure, already worded for the person who ran the command.
 struct Failure(String);
+
+/// `--device`: cpu (burn's CPU backend) or gpu (burn's wgpu backend, when built with it).
+fn device(name: &str) -> Result<Device, Failure> {
+    match name {
+        "cpu" => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        "gpu" => Device::wgpu_options().init().map_err(|e| Failure(format!("--device gpu: no wgpu adapter: {e}"))),
+        #[cfg(not(feature = "wgpu"))]
+        "gpu" => Err(Failure("--device gpu: this build has no GPU backend (build with --features wgpu)".into())),
+        other => Err(Failure(format!("--device {other}: expected cpu or gpu"))),
+    }
+}
 
 impl ViewInput {
     fn options(&self) -> ViewOptions {
@@ -315,16 +406,16 @@ fn inspect(dir: &Path) -> Result<serde_json::Value, Failure> {
             failures.join("; ")
         )));
     }
-    let mut dtypes = std::collections::BTreeMap::<&str, [usize; 3]>::new();
+    let mut dtypes = std::collections::BTreeMap::<&str, [u64; 3]>::new();
     for entry in manifest.tensors.values() {
-        let numel: usize = entry.shape.iter().product();
+        let numel = entry.shape.iter().map(|&d| d as u64).product::<u64>();
         let row = dtypes.entry(entry.dtype.as_str()).or_default();
         row[0] += 1;
         row[1] += numel;
         row[2] += manifest.quant.stored_bytes(&entry.shape, entry.is_quantized());
     }
-    let parameters: usize = dtypes.values().map(|r| r[1]).sum();
-    let weight_bytes: usize = manifest.shards.iter().map(|s| s.bytes).sum();
+    let parameters: u64 = dtypes.values().map(|r| r[1]).sum();
+    let weight_bytes: u64 = manifest.shards.iter().map(|s| s.bytes).sum();
     Ok(serde_json::json!({
         "bundle": bundle,
         "name": manifest.name,
@@ -359,8 +450,21 @@ fn run_convert(args: &ConvertArgs) -> Result<(), Failure> {
         classes: args.classes.clone(),
         arch: args.arch.clone(),
         quant: args.quant,
+        strict: args.strict,
     };
-    let manifest = convert(&inputs, &args.out, &args.name).map_err(|e| Failure(e.to_string()))?;
+    let plan = plan(&inputs).map_err(|e| Failure(e.to_string()))?;
+    if let Some((file, key)) = plan.ignored.first() {
+        let more = match plan.ignored.len() - 1 {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        eprintln!(
+            "dynrefer: warning: skipped {} tensor(s) no part of DynRefer reads, as the official loader does \
+             (--strict refuses them): {file}: {key}{more}",
+            plan.ignored.len()
+        );
+    }
+    let manifest = plan.write(&args.out, &args.name).map_err(|e| Failure(e.to_string()))?;
     let summary = serde_json::json!({
         "out": args.out,
         "shards": manifest.shards.len(),
@@ -417,6 +521,112 @@ fn bench_model(args: &DescribeArgs, iters: usize) -> Result<serde_json::Value, F
     }))
 }
 
+fn run_train(args: &TrainArgs) -> Result<(), Failure> {
+    let mut checkpoints = args.out.clone().into_os_string();
+    checkpoints.push(".checkpoints");
+    let opts = TrainOptions {
+        data: args.data.clone(),
+        out: args.out.clone(),
+        checkpoints: args.checkpoints.clone().unwrap_or_else(|| checkpoints.into()),
+        from: args.from.clone(),
+        steps: args.steps,
+        batch: args.batch.max(1),
+        lr: args.lr,
+        warmup: args.warmup,
+        weight_decay: args.weight_decay,
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every.max(1),
+        quant: args.quant,
+        name: args.name.clone(),
+        tag_threshold: args.tag_threshold,
+        tag_drop: args.tag_drop,
+    };
+    let tty = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let manifest = dynrefer::train::train(&opts, &device(&args.device)?, |event| match event {
+        Event::Examples(n) => eprintln!("train: {n} annotated regions, views built"),
+        Event::Resumed(step) => eprintln!("train: resumed from the checkpoint at step {step}"),
+        Event::Checkpoint(step) if !tty => eprintln!("train: checkpoint at step {step}"),
+        Event::Checkpoint(_) => {}
+        Event::Step(r) => {
+            let [caption, tags, attributes, class] = r.loss;
+            let left = (r.steps - r.step) as f64 * args.batch as f64 / r.rate.max(1e-9);
+            let line = format!(
+                "step {}/{} loss {:.3} (caption {caption:.3} tags {tags:.3} attributes {attributes:.3} class {class:.3}) \
+                 lr {:.2e} {:.1} regions/s, {:.0} min left",
+                r.step,
+                r.steps,
+                caption + tags + attributes + class,
+                r.lr,
+                r.rate,
+                left / 60.0
+            );
+            if tty {
+                eprint!("\r{line:<150.150}");
+                if r.step == r.steps {
+                    eprintln!();
+                }
+            } else if r.step % 50 == 0 || r.step == r.steps {
+                eprintln!("train: {line}");
+            }
+        }
+    })
+    .map_err(|e| Failure(e.to_string()))?;
+    let summary = serde_json::json!({
+        "out": args.out,
+        "steps": args.steps,
+        "minutes": started.elapsed().as_secs_f64() / 60.0,
+        "bytes": manifest.total_bytes(),
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+fn run_eval(
+    model: &Path,
+    data: &Path,
+    limit: Option<usize>,
+    beams: usize,
+    details: bool,
+) -> Result<serde_json::Value, Failure> {
+    let describer = Describer::open_dir(model, &Device::flex(), |_| {}).map_err(|e| Failure(e.to_string()))?;
+    let mut annotations = dynrefer::scenes::read_annotations(data).map_err(Failure)?;
+    annotations.truncate(limit.unwrap_or(usize::MAX));
+    let options = DescribeOptions { beams: beams.max(1), ..DescribeOptions::default() };
+    let dir = data.parent().unwrap_or(Path::new("."));
+    let tty = std::io::stderr().is_terminal();
+    let mut report = dynrefer::train::eval::evaluate(&describer, &annotations, dir, &options, |done, total| {
+        if tty {
+            eprint!("\reval {done}/{total}");
+        }
+    })
+    .map_err(Failure)?;
+    if tty {
+        eprintln!();
+    }
+    if !details {
+        report.answers.clear();
+    }
+    Ok(serde_json::to_value(report).expect("a report serialises"))
+}
+
+/// A bundle's model written again with another weight storage.
+fn quantize(model: &Path, quant: Quant, out: &Path) -> Result<Manifest, Failure> {
+    let describer = Describer::open_dir(model, &Device::flex(), |_| {}).map_err(|e| Failure(e.to_string()))?;
+    let manifest = describer.manifest.clone();
+    let read =
+        |file: &str| std::fs::read(model.join(file)).map_err(|e| Failure(format!("{}: {file}: {e}", model.display())));
+    let info = BundleInfo {
+        name: manifest.name.clone(),
+        config: manifest.config.clone(),
+        tag_threshold: manifest.tag_threshold,
+        vocabularies: manifest.vocabularies.clone(),
+        tokenizer_json: read(&manifest.t5_tokenizer.file)?,
+        clip_bpe: read(&manifest.clip_bpe.file)?,
+    };
+    write_bundle(&describer.into_model(), quant, info, out).map_err(|e| Failure(e.to_string()))
+}
+
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Views { input, dump } => {
@@ -439,6 +649,28 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Bench { stage: BenchStage::Model { run, iters } } => {
             println!("{}", bench_model(&run, iters)?);
+        }
+        Command::Scenes { count, seed, out } => {
+            let tty = std::io::stderr().is_terminal();
+            let objects = dynrefer::scenes::write_scenes(count, seed, &out, |done| {
+                if tty {
+                    eprint!("\rscenes {done}/{count}");
+                }
+            })
+            .map_err(|e| Failure(e.to_string()))?;
+            if tty {
+                eprintln!();
+            }
+            println!("{}", serde_json::json!({ "out": out, "scenes": count, "regions": objects }));
+        }
+        Command::Train(args) => run_train(&args)?,
+        Command::Eval { model, data, limit, beams, details } => {
+            println!("{}", run_eval(&model, &data, limit, beams, details)?);
+        }
+        Command::Quantize { model, quant, out } => {
+            let manifest = quantize(&model, quant, &out)?;
+            let summary = serde_json::json!({"out": out, "quant": quant.name(), "bytes": manifest.total_bytes()});
+            println!("{summary}");
         }
     }
     Ok(())

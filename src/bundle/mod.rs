@@ -33,7 +33,7 @@ pub enum BundleError {
     #[error("{bundle}: {file}: {message}")]
     File { bundle: String, file: String, message: String },
     #[error("{bundle}: {file}: {size} bytes, the manifest says {expected} (truncated or replaced?)")]
-    Size { bundle: String, file: String, size: usize, expected: usize },
+    Size { bundle: String, file: String, size: u64, expected: u64 },
     #[error("{bundle}: {file}: SHA-256 {actual} does not match the manifest's {expected} (corrupt or tampered)")]
     Hash { bundle: String, file: String, actual: String, expected: String },
     #[error("{bundle}: the shards miss {count} tensor(s) of the model, e.g. {example}")]
@@ -90,11 +90,11 @@ impl Quant {
             && matches!(shape, [rows, cols] if cols % QUANT_BLOCK == 0 && rows * cols >= 64 * QUANT_BLOCK)
     }
 
-    /// Bytes a tensor takes in a bundle of this mode.
-    pub fn stored_bytes(self, shape: &[usize], quantized: bool) -> usize {
-        let numel: usize = shape.iter().product();
+    /// Bytes a tensor takes in a bundle of this mode (a whole model's can pass 4 GiB, so u64).
+    pub fn stored_bytes(self, shape: &[usize], quantized: bool) -> u64 {
+        let numel = shape.iter().map(|&d| d as u64).product::<u64>();
         match (self.scheme(), quantized) {
-            (Some(scheme), true) => quantized_data_len(&scheme, &Shape::from(shape.to_vec())),
+            (Some(scheme), true) => quantized_data_len(&scheme, &Shape::from(shape.to_vec())) as u64,
             _ if self == Quant::F16 => 2 * numel,
             _ => 4 * numel,
         }
@@ -105,7 +105,7 @@ impl Quant {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FileEntry {
     pub file: String,
-    pub bytes: usize,
+    pub bytes: u64,
     pub sha256: String,
 }
 
@@ -172,11 +172,11 @@ impl Manifest {
 
     /// Checks a file's size and hash against its entry.
     pub fn verify(bundle: &str, entry: &FileEntry, bytes: &[u8]) -> Result<(), BundleError> {
-        if bytes.len() != entry.bytes {
+        if bytes.len() as u64 != entry.bytes {
             return Err(BundleError::Size {
                 bundle: bundle.into(),
                 file: entry.file.clone(),
-                size: bytes.len(),
+                size: bytes.len() as u64,
                 expected: entry.bytes,
             });
         }
@@ -192,21 +192,22 @@ impl Manifest {
         Ok(())
     }
 
-    /// Parameters of the model, from the tensor index.
-    pub fn parameters(&self) -> usize {
-        self.tensors.values().map(|t| t.shape.iter().product::<usize>()).sum()
+    /// Parameters of the model, from the tensor index. Counts and byte sizes of a real model
+    /// pass 4 Gi, wasm32's `usize`: they are u64.
+    pub fn parameters(&self) -> u64 {
+        self.tensors.values().map(|t| t.shape.iter().map(|&d| d as u64).product::<u64>()).sum()
     }
 
-    pub fn total_bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.bytes).sum::<usize>() + self.t5_tokenizer.bytes + self.clip_bpe.bytes
+    pub fn total_bytes(&self) -> u64 {
+        self.shards.iter().map(|s| s.bytes).sum::<u64>() + self.t5_tokenizer.bytes + self.clip_bpe.bytes
     }
 }
 
 /// Loading progress: bytes verified so far, of all shards.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Progress {
-    pub done: usize,
-    pub total: usize,
+    pub done: u64,
+    pub total: u64,
     pub file: String,
 }
 
@@ -331,5 +332,88 @@ struct ParamCount(usize);
 impl ModuleVisitor for ParamCount {
     fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<D>>) {
         self.0 += 1;
+    }
+}
+
+/// Where a model is to run, as far as the checks made before its download need to know.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    /// burn's CPU backend, which holds every weight in f32 in at most `max_bytes`.
+    Cpu { max_bytes: u64 },
+    /// A GPU (WebGPU) whose largest storage buffer binding is `max_binding` bytes, with about
+    /// `max_bytes` for the weights.
+    Gpu { max_binding: u64, max_bytes: u64 },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum FitError {
+    #[error(
+        "this model needs {} as f32 weights, more than the {} the CPU fallback can hold; this browser has no \
+         WebGPU: open the page in one that has (e.g. Chrome or Edge)",
+        gb(*needed),
+        gb(*limit)
+    )]
+    CpuMemory { needed: u64, limit: u64 },
+    #[error(
+        "this {quant} bundle needs {} of GPU memory (its weights are widened to f32 on the GPU), more than the {} a \
+         browser can count on; convert the model with --quant q4 (about 0.6 bytes per parameter) or q8 (about 1.1)",
+        gb(*needed),
+        gb(*limit)
+    )]
+    GpuMemory { quant: &'static str, needed: u64, limit: u64 },
+    #[error(
+        "tensor {tensor} takes {} on the GPU, more than this adapter's largest buffer binding ({}); a q4 or q8 bundle \
+         stores it in fewer bytes",
+        mb(*bytes),
+        mb(*limit)
+    )]
+    Binding { tensor: String, bytes: u64, limit: u64 },
+}
+
+fn gb(bytes: u64) -> String {
+    format!("{:.1} GB", bytes as f64 / 1e9)
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.0} MB", bytes as f64 / 1e6)
+}
+
+impl Manifest {
+    /// Bytes a tensor takes on a GPU: quantized values stay packed with f32 block scales (see
+    /// `widen_scales`); everything else is widened to f32.
+    pub fn device_bytes(&self, tensor: &TensorEntry) -> u64 {
+        let numel = tensor.shape.iter().map(|&d| d as u64).product::<u64>();
+        match self.quant.scheme() {
+            Some(scheme) if tensor.is_quantized() => {
+                numel * scheme.value.size_bits() as u64 / 8 + numel / QUANT_BLOCK as u64 * 4
+            }
+            _ => 4 * numel,
+        }
+    }
+
+    /// Refuses, before any download, a model that cannot run on `target`.
+    pub fn check_fit(&self, target: &Target) -> Result<(), FitError> {
+        match *target {
+            Target::Cpu { max_bytes } => {
+                let needed = 4 * self.parameters();
+                if needed > max_bytes {
+                    return Err(FitError::CpuMemory { needed, limit: max_bytes });
+                }
+            }
+            Target::Gpu { max_binding, max_bytes } => {
+                let needed: u64 = self.tensors.values().map(|t| self.device_bytes(t)).sum();
+                if needed > max_bytes {
+                    return Err(FitError::GpuMemory { quant: self.quant.name(), needed, limit: max_bytes });
+                }
+                let largest = self.tensors.iter().max_by_key(|(_, t)| self.device_bytes(t));
+                if let Some((name, t)) = largest
+                    && self.device_bytes(t) > max_binding
+                {
+                    let bytes = self.device_bytes(t);
+                    return Err(FitError::Binding { tensor: name.clone(), bytes, limit: max_binding });
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -10,21 +10,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use burn::store::burn_pack::Tensor as PackTensor;
 use burn::store::{
     FloatCastAdapter, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
     bridge,
 };
-use burn::tensor::DType;
-use burn::tensor::quantization::QuantStore;
 use serde::Deserialize;
 
-use crate::bundle::sha256_hex;
-use crate::bundle::{
-    FORMAT, FileEntry, MANIFEST, MAX_SHARD_BYTES, Manifest, Quant, TensorEntry, VERSION, VocabularyNames,
-};
+pub mod write;
+
+use crate::bundle::{Manifest, Quant, VocabularyNames};
+use crate::decode::caption::T5Tokenizer;
 use crate::decode::clip_bpe::ClipBpe;
 use crate::model::clip_text::ClipTextConfig;
 use crate::model::dynrefer::{DynReferConfig, EVA_OUTPUT_LAYERS, Source, official_path};
@@ -33,6 +30,7 @@ use crate::model::qformer::QformerConfig;
 use crate::model::t5::T5Config;
 use crate::model::visual::VisualConfig;
 use crate::model::vit::VitConfig;
+use write::{BundleInfo, ParamInfo, ParamShapes, ShardWriter, stored};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
@@ -67,6 +65,8 @@ pub struct Inputs {
     pub classes: PathBuf,
     pub arch: Option<PathBuf>,
     pub quant: Quant,
+    /// Refuse tensors the model does not use, instead of skipping them as the official loader does.
+    pub strict: bool,
 }
 
 /// What tensor shapes cannot tell (`--arch`); defaults are the official model's.
@@ -109,11 +109,20 @@ struct Entry {
     tensor: PackTensor,
 }
 
-/// `.pth` / `.pt` state dicts (optionally under `model`), keys as stored.
+/// A `.pth` / `.pt` state dict, keys as stored. A checkpoint saved by LAVIS' runner holds the
+/// training state beside the weights (`model`, `optimizer`, `config`, `scaler`, `epoch`): then
+/// only `model` is read, as the official loader does.
 fn read_pth(path: &Path) -> Result<Vec<(String, PackTensor)>, ConvertError> {
     let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
     let tensors = store.get_all_tensors().map_err(|e| file_err(path, format!("not a PyTorch checkpoint: {e}")))?;
-    Ok(tensors.iter().map(|(k, t)| (k.strip_prefix("model.").unwrap_or(k).to_string(), t.clone())).collect())
+    let wrapped = tensors.keys().any(|k| k.starts_with("model."));
+    Ok(tensors
+        .iter()
+        .filter_map(|(k, t)| match k.strip_prefix("model.") {
+            Some(key) => Some((key.to_string(), t.clone())),
+            None => (!wrapped).then(|| (k.clone(), t.clone())),
+        })
+        .collect())
 }
 
 fn read_safetensors(path: &Path) -> Result<Vec<(String, PackTensor)>, ConvertError> {
@@ -122,29 +131,77 @@ fn read_safetensors(path: &Path) -> Result<Vec<(String, PackTensor)>, ConvertErr
     Ok(tensors.iter().map(|(k, t)| (k.clone(), t.clone())).collect())
 }
 
-/// The HF folder's weights: `model.safetensors`, or the shards listed by its index.
-fn read_t5_weights(dir: &Path) -> Result<Vec<(PathBuf, String, PackTensor)>, ConvertError> {
-    let single = dir.join("model.safetensors");
-    let index = dir.join("model.safetensors.index.json");
-    let files: Vec<PathBuf> = if single.exists() {
-        vec![single]
-    } else if index.exists() {
-        let text = std::fs::read_to_string(&index).map_err(|e| file_err(&index, e))?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_err(&index, e))?;
-        let map =
-            json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| file_err(&index, "no weight_map"))?;
-        let mut files: Vec<String> = map.values().filter_map(|v| v.as_str().map(String::from)).collect();
-        files.sort();
-        files.dedup();
-        files.into_iter().map(|f| dir.join(f)).collect()
-    } else {
-        return Err(file_err(dir, "no model.safetensors or model.safetensors.index.json (an HF T5 folder?)"));
-    };
+/// The weight files of an HF T5 folder, as published: one file or the shards an index lists,
+/// safetensors or PyTorch `.bin`.
+fn t5_weight_files(dir: &Path) -> Result<Vec<PathBuf>, ConvertError> {
+    for (single, index) in
+        [("model.safetensors", "model.safetensors.index.json"), ("pytorch_model.bin", "pytorch_model.bin.index.json")]
+    {
+        if dir.join(single).is_file() {
+            return Ok(vec![dir.join(single)]);
+        }
+        let index = dir.join(index);
+        if index.is_file() {
+            let text = std::fs::read_to_string(&index).map_err(|e| file_err(&index, e))?;
+            let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| file_err(&index, e))?;
+            let map =
+                json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| file_err(&index, "no weight_map"))?;
+            let mut files: Vec<String> = map.values().filter_map(|v| v.as_str().map(String::from)).collect();
+            files.sort();
+            files.dedup();
+            let files: Vec<PathBuf> = files.into_iter().map(|f| dir.join(f)).collect();
+            if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+                return Err(file_err(missing, "listed by the index but missing: download every shard"));
+            }
+            return Ok(files);
+        }
+    }
+    Err(file_err(
+        dir,
+        "no T5 weights: download model.safetensors (or the model-*.safetensors shards with \
+         model.safetensors.index.json) from the flan-t5-xl repository into this folder",
+    ))
+}
+
+fn read_t5_weights(files: &[PathBuf]) -> Result<Vec<(PathBuf, String, PackTensor)>, ConvertError> {
     let mut out = Vec::new();
     for f in files {
-        out.extend(read_safetensors(&f)?.into_iter().map(|(k, t)| (f.clone(), k, t)));
+        let tensors = if f.extension().is_some_and(|e| e == "bin") { read_pth(f)? } else { read_safetensors(f)? };
+        out.extend(tensors.into_iter().map(|(k, t)| (f.clone(), k, t)));
     }
     Ok(out)
+}
+
+/// Every input is there and of the right kind, before anything is read at length or written.
+fn check_inputs(inputs: &Inputs) -> Result<Vec<PathBuf>, ConvertError> {
+    let files = [
+        ("--blip2", Some(&inputs.blip2)),
+        ("--dynrefer", Some(&inputs.dynrefer)),
+        ("--vit", inputs.vit.as_ref()),
+        ("--clip-text", Some(&inputs.clip_text)),
+        ("--bpe", Some(&inputs.bpe)),
+        ("--tags", Some(&inputs.tags)),
+        ("--attributes", Some(&inputs.attributes)),
+        ("--classes", Some(&inputs.classes)),
+        ("--arch", inputs.arch.as_ref()),
+    ];
+    for (flag, path) in files {
+        if let Some(path) = path
+            && !path.is_file()
+        {
+            let why = if path.is_dir() { "a folder, not a file" } else { "no such file" };
+            return Err(file_err(path, format!("{why} ({flag})")));
+        }
+    }
+    if !inputs.t5.is_dir() {
+        return Err(file_err(&inputs.t5, "not a folder (--t5 takes the HF flan-t5-xl folder)"));
+    }
+    for file in ["config.json", "tokenizer.json"] {
+        if !inputs.t5.join(file).is_file() {
+            return Err(file_err(&inputs.t5.join(file), "missing: download it from the flan-t5-xl repository"));
+        }
+    }
+    t5_weight_files(&inputs.t5)
 }
 
 fn read_text(path: &Path) -> Result<String, ConvertError> {
@@ -277,66 +334,6 @@ fn infer_config(
         .with_max_txt_len(arch.max_txt_len))
 }
 
-/// Writes shards of at most [`MAX_SHARD_BYTES`] (a larger tensor gets its own): safetensors for
-/// float bundles, burnpack for quantized ones.
-struct ShardWriter {
-    dir: PathBuf,
-    quant: Quant,
-    pending: Vec<(String, TensorData)>,
-    pending_bytes: usize,
-    shards: Vec<FileEntry>,
-    tensors: BTreeMap<String, TensorEntry>,
-}
-
-impl ShardWriter {
-    fn add(&mut self, name: String, data: TensorData) -> Result<(), ConvertError> {
-        let bytes = data.as_bytes().len();
-        if self.pending_bytes + bytes > MAX_SHARD_BYTES && !self.pending.is_empty() {
-            self.flush()?;
-        }
-        self.pending_bytes += bytes;
-        let dtype = match data.dtype() {
-            burn::tensor::DType::QFloat(_) => self.quant.name().to_string(),
-            dtype => format!("{dtype:?}"),
-        };
-        let entry = TensorEntry { shard: self.shards.len(), dtype, shape: data.shape().to_vec() };
-        self.tensors.insert(name.clone(), entry);
-        self.pending.push((name, data));
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), ConvertError> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let file = format!("weights-{:05}.{}", self.shards.len(), self.quant.shard_extension());
-        let path = self.dir.join(&file);
-        let bytes = if self.quant.scheme().is_some() {
-            let tensors = self.pending.drain(..).map(|(n, d)| bridge::from_data(d, n, None)).collect();
-            burn::store::burn_pack::Writer::new(tensors).into_bytes().map_err(|e| file_err(&path, e))?.to_vec()
-        } else {
-            let views: Vec<(String, safetensors::tensor::TensorView)> = self
-                .pending
-                .iter()
-                .map(|(n, d)| {
-                    let dtype = match d.dtype() {
-                        burn::tensor::DType::F16 => safetensors::Dtype::F16,
-                        _ => safetensors::Dtype::F32,
-                    };
-                    let view = safetensors::tensor::TensorView::new(dtype, d.shape().to_vec(), d.as_bytes());
-                    (n.clone(), view.expect("float data of its shape"))
-                })
-                .collect();
-            safetensors::serialize(views, None).map_err(|e| file_err(&path, e))?
-        };
-        std::fs::write(&path, &bytes).map_err(|e| file_err(&path, e))?;
-        self.shards.push(FileEntry { file, bytes: bytes.len(), sha256: sha256_hex(&bytes) });
-        self.pending.clear();
-        self.pending_bytes = 0;
-        Ok(())
-    }
-}
-
 /// Any float tensor as f32.
 fn f32_data(entry: &Entry) -> Result<TensorData, ConvertError> {
     let err =
@@ -367,34 +364,62 @@ impl ProgressBar {
     }
 }
 
-/// Converts the official files into a bundle in `out`.
-pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, ConvertError> {
+/// The official files, read and checked against each other and against the model they make;
+/// nothing has been written yet.
+pub struct Plan {
+    entries: BTreeMap<String, Entry>,
+    config: DynReferConfig,
+    tag_threshold: f32,
+    vocabularies: VocabularyNames,
+    templates: Vec<String>,
+    bpe: ClipBpe,
+    bpe_bytes: Vec<u8>,
+    tokenizer_json: Vec<u8>,
+    clip_text: PathBuf,
+    quant: Quant,
+    /// Tensors no part of the model reads, `(file, key)`; the official loader skips them too.
+    pub ignored: Vec<(String, String)>,
+}
+
+/// Reads and checks the official files: every input up front (so that a missing
+/// `tokenizer.json` is found before gigabytes are written), then every tensor's name and shape
+/// (the tensors' values are read later, one at a time, by [`Plan::write`]).
+pub fn plan(inputs: &Inputs) -> Result<Plan, ConvertError> {
+    let t5_files = check_inputs(inputs)?;
     let arch: Arch = match &inputs.arch {
         Some(p) => serde_json::from_str(&read_text(p)?)
             .map_err(|e| ConvertError::Arch { file: p.display().to_string(), message: e.to_string() })?,
         None => Arch::default(),
     };
+    let tokenizer_path = inputs.t5.join("tokenizer.json");
+    let tokenizer_json = std::fs::read(&tokenizer_path).map_err(|e| file_err(&tokenizer_path, e))?;
+    T5Tokenizer::from_json(&tokenizer_json, arch.max_txt_len).map_err(|e| file_err(&tokenizer_path, e))?;
+    let t5_config_path = inputs.t5.join("config.json");
+    let t5 = T5Config::from_hf_json(&read_text(&t5_config_path)?).map_err(|e| file_err(&t5_config_path, e))?;
+    let tags: Vec<String> = read_text(&inputs.tags)?.lines().map(|l| l.trim().to_string()).collect();
+    let ovad: serde_json::Value =
+        serde_json::from_str(&read_text(&inputs.attributes)?).map_err(|e| file_err(&inputs.attributes, e))?;
+    let AttributePrompts { templates, templates_per_attribute, names: attributes } =
+        attribute_prompts(&ovad).map_err(|e| file_err(&inputs.attributes, e))?;
+    let classes: Vec<String> =
+        serde_json::from_str(&read_text(&inputs.classes)?).map_err(|e| file_err(&inputs.classes, e))?;
+    let bpe_bytes = std::fs::read(&inputs.bpe).map_err(|e| file_err(&inputs.bpe, e))?;
+    let bpe = ClipBpe::from_gzip(&bpe_bytes).map_err(|e| file_err(&inputs.bpe, e))?;
 
     // every official tensor, keyed by module path; DynRefer's checkpoint overrides BLIP-2's
     let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
-    let mut add = |source: Source, file: &Path, key: String, tensor: PackTensor| -> Result<(), ConvertError> {
-        match official_path(source, &key) {
-            Some(path) => {
-                entries.insert(path, Entry { file: file.to_path_buf(), key, tensor });
-                Ok(())
-            }
-            None if known_unused(source, &key) => Ok(()),
-            None => Err(ConvertError::Key {
-                file: file.display().to_string(),
-                key,
-                message: "unexpected: no part of DynRefer has this tensor (wrong file?)".into(),
-            }),
+    let mut ignored: Vec<(String, String)> = Vec::new();
+    let mut add = |source: Source, file: &Path, key: String, tensor: PackTensor| match official_path(source, &key) {
+        Some(path) => {
+            entries.insert(path, Entry { file: file.to_path_buf(), key, tensor });
         }
+        None if known_unused(source, &key) => {}
+        None => ignored.push((file.display().to_string(), key)),
     };
     let blip2 = read_pth(&inputs.blip2)?;
     let has_vit = blip2.iter().any(|(k, _)| k.starts_with("visual_encoder."));
     for (k, t) in blip2 {
-        add(Source::Lavis, &inputs.blip2, k, t)?;
+        add(Source::Lavis, &inputs.blip2, k, t);
     }
     if !has_vit {
         let Some(vit) = &inputs.vit else {
@@ -407,47 +432,29 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
             if block_index(&k).is_some() && block_index(&k) == last {
                 continue;
             }
-            add(Source::Lavis, vit, format!("visual_encoder.{k}"), t)?;
+            add(Source::Lavis, vit, format!("visual_encoder.{k}"), t);
         }
     }
     for (k, t) in read_pth(&inputs.dynrefer)? {
-        add(Source::Lavis, &inputs.dynrefer, k, t)?;
+        add(Source::Lavis, &inputs.dynrefer, k, t);
     }
-    for (file, k, t) in read_t5_weights(&inputs.t5)? {
-        add(Source::T5, &file, k, t)?;
+    for (file, k, t) in read_t5_weights(&t5_files)? {
+        add(Source::T5, &file, k, t);
     }
     for (k, t) in read_pth(&inputs.clip_text)? {
         if k.contains("text") {
             let short = k.get(5..).unwrap_or_default().to_string();
-            add(Source::ClipText, &inputs.clip_text, short, t)?;
+            add(Source::ClipText, &inputs.clip_text, short, t);
         }
     }
 
-    // vocabularies
-    let tags: Vec<String> = read_text(&inputs.tags)?.lines().map(|l| l.trim().to_string()).collect();
-    let ovad: serde_json::Value =
-        serde_json::from_str(&read_text(&inputs.attributes)?).map_err(|e| file_err(&inputs.attributes, e))?;
-    let AttributePrompts { templates, templates_per_attribute, names: attributes } =
-        attribute_prompts(&ovad).map_err(|e| file_err(&inputs.attributes, e))?;
-    let classes: Vec<String> =
-        serde_json::from_str(&read_text(&inputs.classes)?).map_err(|e| file_err(&inputs.classes, e))?;
-    let bpe_bytes = std::fs::read(&inputs.bpe).map_err(|e| file_err(&inputs.bpe, e))?;
-    let bpe = ClipBpe::from_gzip(&bpe_bytes).map_err(|e| file_err(&inputs.bpe, e))?;
-
     // the model's own parameter list decides what must be there, at which shape
-    let t5_config_path = inputs.t5.join("config.json");
-    let t5 = T5Config::from_hf_json(&read_text(&t5_config_path)?)
-        .map_err(|e| file_err(&t5_config_path, e))?
-        .with_tie_word_embeddings(!entries.contains_key("t5.lm_head.weight"));
+    let t5 = t5.with_tie_word_embeddings(!entries.contains_key("t5.lm_head.weight"));
     let shapes: HashMap<String, Vec<usize>> =
         entries.iter().map(|(k, e)| (k.clone(), e.tensor.shape.to_vec())).collect();
     let arch_file = inputs.arch.as_ref().map_or("(defaults)".to_string(), |p| p.display().to_string());
     let config = infer_config(&shapes, &arch, &arch_file, t5, [tags.len(), templates.len(), classes.len()])?;
-    let device = Device::flex();
-    let model = config.init(&device);
-    let mut expected = ParamShapes::default();
-    model.visit(&mut expected);
-    drop(model);
+    let expected = ParamShapes::of(&config.init(&Device::flex()));
     for ParamInfo { official: name, shape: want, .. } in &expected.params {
         if name.starts_with("vocab.") {
             continue;
@@ -465,191 +472,103 @@ pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, Conv
             Some(_) => {}
         }
     }
-    let params: HashMap<&str, &ParamInfo> = expected.params.iter().map(|p| (p.official.as_str(), p)).collect();
-    if let Some((_, e)) = entries.iter().find(|(k, _)| !params.contains_key(k.as_str())) {
+    let params: std::collections::HashSet<&str> = expected.params.iter().map(|p| p.official.as_str()).collect();
+    let extra: Vec<String> = entries.keys().filter(|k| !params.contains(k.as_str())).cloned().collect();
+    for path in extra {
+        let e = entries.remove(&path).expect("a listed entry");
+        ignored.push((e.file.display().to_string(), e.key));
+    }
+    if inputs.strict
+        && let Some((file, key)) = ignored.first()
+    {
+        let more = ignored.len() - 1;
         return Err(ConvertError::Key {
-            file: e.file.display().to_string(),
-            key: e.key.clone(),
-            message: "unexpected for this architecture (check --arch and the files)".into(),
+            file: file.clone(),
+            key: key.clone(),
+            message: format!("unexpected: no part of DynRefer has this tensor (and {more} more; --strict)"),
         });
     }
-
-    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
-    let mut writer = ShardWriter {
-        dir: out.to_path_buf(),
-        quant: inputs.quant,
-        pending: vec![],
-        pending_bytes: 0,
-        shards: vec![],
-        tensors: BTreeMap::new(),
-    };
-    let mut bar = ProgressBar { total: entries.len() + 3, done: 0, tty: std::io::stderr().is_terminal() };
-    let mut clip_tensors = Vec::new();
-    for (path, entry) in &entries {
-        let data = f32_data(entry)?;
-        if let Some(rest) = path.strip_prefix("clip_text.") {
-            clip_tensors.push(bridge::from_data(data.clone(), rest.to_string(), None));
-        }
-        let (name, data) = stored(params[path.as_str()], data, inputs.quant, &device);
-        writer.add(name, data)?;
-        bar.step(path);
-    }
-    drop(entries);
-
-    // the vocabularies' text embeddings
-    let mut clip = config.clip_text.init(&device);
-    let adapter: Box<dyn ModuleAdapter> =
-        Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(burn::tensor::DType::F32)));
-    let applied = clip.apply(clip_tensors, None, Some(adapter), false);
-    if !applied.missing.is_empty() || !applied.errors.is_empty() {
-        return Err(file_err(&inputs.clip_text, format!("does not fit the text tower: {applied}")));
-    }
-    let context = config.clip_text.context;
-    for (vocab, texts) in [
-        ("vocab.tags", tags.clone()),
-        ("vocab.attribute_templates", templates),
-        ("vocab.classes", classes.iter().map(|c| format!("the {}", c.to_lowercase())).collect()),
-    ] {
-        let mut rows = Vec::new();
-        for batch in texts.chunks(64) {
-            let tokens: Vec<i64> = batch.iter().flat_map(|t| bpe.tokenize(t, context)).map(i64::from).collect();
-            let tokens = Tensor::<2, Int>::from_data(TensorData::new(tokens, [batch.len(), context]), &device);
-            rows.extend(clip.forward(tokens).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32"));
-        }
-        let data = TensorData::new(rows, [texts.len(), config.clip_text.embed_dim]);
-        let (name, data) = stored(params[vocab], data, inputs.quant, &device);
-        writer.add(name, data)?;
-        bar.step(vocab);
-    }
-    writer.flush()?;
-
-    let copy = |src: &Path, file: &str| -> Result<FileEntry, ConvertError> {
-        let bytes = std::fs::read(src).map_err(|e| file_err(src, e))?;
-        std::fs::write(out.join(file), &bytes).map_err(|e| file_err(&out.join(file), e))?;
-        Ok(FileEntry { file: file.to_string(), bytes: bytes.len(), sha256: sha256_hex(&bytes) })
-    };
-    let manifest = Manifest {
-        format: FORMAT.into(),
-        version: VERSION,
-        name: name.to_string(),
-        quant: inputs.quant,
+    Ok(Plan {
+        entries,
         config,
         tag_threshold: arch.tag_threshold,
         vocabularies: VocabularyNames { tags, attributes, templates_per_attribute, classes },
-        t5_tokenizer: copy(&inputs.t5.join("tokenizer.json"), "tokenizer.json")?,
-        clip_bpe: copy(&inputs.bpe, "clip_bpe.txt.gz")?,
-        shards: writer.shards,
-        tensors: writer.tensors,
-    };
-    let json = serde_json::to_string_pretty(&manifest).expect("a manifest serialises");
-    std::fs::write(out.join(MANIFEST), json).map_err(|e| file_err(&out.join(MANIFEST), e))?;
-    bar.step("manifest");
-    Ok(manifest)
-}
-
-/// One parameter of the model, as the official files hold it (names with norms' `gamma`/`beta` as
-/// `weight`/`bias`, linear weights `[out, in]`) and as burn holds it.
-struct ParamInfo {
-    official: String,
-    burn: String,
-    shape: Vec<usize>,
-    /// A linear weight: burn stores it transposed.
-    linear: bool,
-    /// A linear, embedding or packed attention weight: quantized in a q8/q4 bundle.
-    matrix: bool,
-}
-
-/// The model's parameters, read from its lazily built modules without allocating any weight.
-#[derive(Default)]
-struct ParamShapes {
-    path: Vec<String>,
-    containers: Vec<String>,
-    params: Vec<ParamInfo>,
-}
-
-impl ModuleVisitor for ParamShapes {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.push(name.to_string());
-        self.containers.push(container_type.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-        self.containers.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<burn::prelude::Tensor<D>>) {
-        let mut shape = param.lazy_shape().to_vec();
-        let burn = self.path.join(".");
-        let mut path = self.path.clone();
-        let module = self.containers.iter().rev().find(|c| c.starts_with("Struct:")).map(String::as_str);
-        let last = path.last_mut().expect("a parameter has a name");
-        let linear = module == Some("Struct:Linear") && last == "weight";
-        // EVA-CLIP's attention keeps its packed projection as a bare parameter
-        let matrix = linear || (module == Some("Struct:Embedding") && last == "weight") || last == "in_proj_weight";
-        match (module, last.as_str()) {
-            (Some("Struct:Linear"), "weight") => shape.reverse(),
-            (Some("Struct:LayerNorm" | "Struct:RmsNorm"), "gamma") => *last = "weight".into(),
-            (Some("Struct:LayerNorm" | "Struct:RmsNorm"), "beta") => *last = "bias".into(),
-            _ => {}
-        }
-        self.params.push(ParamInfo { official: path.join("."), burn, shape, linear, matrix });
-    }
-}
-
-/// Parameters and bundle bytes of a model of `config` in mode `quant`, from its lazily built
-/// modules: what converting the real checkpoints would write, without them.
-pub fn projected_size(config: &DynReferConfig, quant: Quant) -> (usize, usize) {
-    let mut shapes = ParamShapes::default();
-    config.init(&Device::flex()).visit(&mut shapes);
-    shapes.params.iter().fold((0, 0), |(params, bytes), p| {
-        let mut shape = p.shape.clone();
-        if p.linear {
-            shape.reverse();
-        }
-        let quantized = p.matrix && quant.quantizes(&shape);
-        (params + shape.iter().product::<usize>(), bytes + quant.stored_bytes(&shape, quantized))
+        templates,
+        bpe,
+        bpe_bytes,
+        tokenizer_json,
+        clip_text: inputs.clip_text.clone(),
+        quant: inputs.quant,
+        ignored,
     })
 }
 
-/// A tensor in the form the bundle stores: official name and layout for float bundles; burn's
-/// name and layout for quantized ones, with the large linear and embedding weights quantized.
-fn stored(info: &ParamInfo, data: TensorData, quant: Quant, device: &Device) -> (String, TensorData) {
-    let Some(scheme) = quant.scheme() else {
-        let dtype = if quant == Quant::F16 { burn::tensor::DType::F16 } else { burn::tensor::DType::F32 };
-        return (info.official.clone(), data.convert_dtype(dtype));
-    };
-    if info.shape.len() != 2 {
-        return (info.burn.clone(), data);
+impl Plan {
+    /// Writes the bundle into `out`, one tensor at a time, then the vocabularies' text embeddings
+    /// computed by the EVA-CLIP text tower.
+    pub fn write(self, out: &Path, name: &str) -> Result<Manifest, ConvertError> {
+        let Plan { entries, config, quant, .. } = &self;
+        let device = Device::flex();
+        let expected = ParamShapes::of(&config.init(&device));
+        let params: HashMap<&str, &ParamInfo> = expected.params.iter().map(|p| (p.official.as_str(), p)).collect();
+        let mut writer = ShardWriter::new(out, *quant)?;
+        let mut bar = ProgressBar { total: entries.len() + 3, done: 0, tty: std::io::stderr().is_terminal() };
+        let mut clip_tensors = Vec::new();
+        for (path, entry) in entries {
+            let data = f32_data(entry)?;
+            if let Some(rest) = path.strip_prefix("clip_text.") {
+                clip_tensors.push(bridge::from_data(data.clone(), rest.to_string(), None));
+            }
+            let (name, data) = stored(params[path.as_str()], data, *quant, &device);
+            writer.add(name, data)?;
+            bar.step(path);
+        }
+
+        // the vocabularies' text embeddings
+        let mut clip = config.clip_text.init(&device);
+        let adapter: Box<dyn ModuleAdapter> =
+            Box::new(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(burn::tensor::DType::F32)));
+        let applied = clip.apply(clip_tensors, None, Some(adapter), false);
+        if !applied.missing.is_empty() || !applied.errors.is_empty() {
+            return Err(file_err(&self.clip_text, format!("does not fit the text tower: {applied}")));
+        }
+        let context = config.clip_text.context;
+        let names = &self.vocabularies;
+        let classes = names.classes.iter().map(|c| format!("the {}", c.to_lowercase())).collect();
+        for (vocab, texts) in [
+            ("vocab.tags", names.tags.clone()),
+            ("vocab.attribute_templates", self.templates.clone()),
+            ("vocab.classes", classes),
+        ] {
+            let mut rows = Vec::new();
+            for batch in texts.chunks(64) {
+                let tokens: Vec<i64> =
+                    batch.iter().flat_map(|t| self.bpe.tokenize(t, context)).map(i64::from).collect();
+                let tokens = Tensor::<2, Int>::from_data(TensorData::new(tokens, [batch.len(), context]), &device);
+                rows.extend(clip.forward(tokens).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32"));
+            }
+            let data = TensorData::new(rows, [texts.len(), config.clip_text.embed_dim]);
+            let (name, data) = stored(params[vocab], data, *quant, &device);
+            writer.add(name, data)?;
+            bar.step(vocab);
+        }
+        let info = BundleInfo {
+            name: name.to_string(),
+            config: self.config.clone(),
+            tag_threshold: self.tag_threshold,
+            vocabularies: self.vocabularies.clone(),
+            tokenizer_json: self.tokenizer_json.clone(),
+            clip_bpe: self.bpe_bytes.clone(),
+        };
+        let manifest = writer.finish(info)?;
+        bar.step("manifest");
+        Ok(manifest)
     }
-    let mut tensor = Tensor::<2>::from_data(data, device);
-    if info.linear {
-        tensor = tensor.transpose();
-    }
-    if info.matrix && quant.quantizes(&tensor.dims()) {
-        return (info.burn.clone(), packed(tensor.quantize_dynamic(&scheme).into_data()));
-    }
-    (info.burn.clone(), tensor.into_data())
 }
 
-/// Quantized data in burn's portable form (values packed into `u32` words, low bits first, then
-/// the block scales), which every backend reads; the CPU backend hands out one `i8` per value.
-fn packed(data: TensorData) -> TensorData {
-    let DType::QFloat(scheme) = data.dtype() else { unreachable!("quantized data") };
-    let shape = data.shape().clone();
-    let numel = shape.num_elements();
-    let bytes = data.into_bytes();
-    // `numel` is a multiple of the block, so the scales follow the values without padding
-    let (values, scales) = bytes.split_at(numel);
-    let bits = scheme.value.size_bits();
-    let mut out: Vec<u8> = Vec::with_capacity(numel * bits / 8 + scales.len());
-    for word in values.chunks(32 / bits) {
-        let word =
-            word.iter().enumerate().fold(0u32, |acc, (i, &v)| acc | (u32::from(v) & ((1 << bits) - 1)) << (i * bits));
-        out.extend_from_slice(&word.to_le_bytes());
-    }
-    out.extend_from_slice(scales);
-    TensorData::from_bytes_vec(out, shape, DType::QFloat(scheme.with_store(QuantStore::PackedU32(0))))
+/// Converts the official files into a bundle in `out` ([`plan`], then [`Plan::write`]).
+pub fn convert(inputs: &Inputs, out: &Path, name: &str) -> Result<Manifest, ConvertError> {
+    plan(inputs)?.write(out, name)
 }
 
 /// `blocks.N.` in an EVA ViT key.

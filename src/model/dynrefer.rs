@@ -152,10 +152,10 @@ pub fn official_path(source: Source, key: &str) -> Option<String> {
     }
 }
 
-/// The tensors the pipeline computes for one region, kept for parity checks.
+/// The tensors the pipeline computes for a batch of regions, kept for parity checks.
 pub struct Intermediates {
     pub visual: VisualOutput,
-    /// [1, queries, qformer width]
+    /// [regions, queries, qformer width]
     pub qformer: Tensor<3>,
     pub scores: HeadScores,
 }
@@ -171,8 +171,9 @@ impl DynRefer {
         }
     }
 
-    /// `pixels` [views, 3, S, S] and each view's region box → the region's queries and scores;
-    /// `stage` hears the name of each stage done (`vit`, `align_fuse`, `qformer`, `heads`).
+    /// `pixels` [regions · views, 3, S, S] and each view's region box, region after region → the
+    /// regions' queries and scores; `stage` hears the name of each stage done (`vit`,
+    /// `align_fuse`, `qformer`, `heads`).
     pub fn encode_region(
         &self,
         pixels: Tensor<4>,
@@ -184,7 +185,7 @@ impl DynRefer {
         stage("vit");
         let visual = self.visual.fuse(vit, region_boxes);
         stage("align_fuse");
-        let qformer = self.qformer.forward(visual.fused.clone()); // [1, queries, width]
+        let qformer = self.qformer.forward(visual.fused.clone()); // [regions, queries, width]
         stage("qformer");
         let scores = self.heads.forward(qformer.clone(), vocab);
         stage("heads");
@@ -193,10 +194,26 @@ impl DynRefer {
 
     /// T5's input: `[t5_proj(queries) ; embed(control ids) + cem_memory]` → [1, tokens, d_model].
     pub fn t5_inputs(&self, queries: Tensor<3>, control_ids: &[u32]) -> Tensor<3> {
+        self.t5_inputs_batch(queries, &[control_ids.to_vec()]).0
+    }
+
+    /// T5's inputs for regions whose control words differ in length, padded at the end:
+    /// `queries` [regions, queries, width] → the inputs [regions, tokens, d_model] and where
+    /// they are padding [regions, tokens].
+    pub fn t5_inputs_batch(&self, queries: Tensor<3>, controls: &[Vec<u32>]) -> (Tensor<3>, Tensor<2, Bool>) {
         let device = queries.device();
-        let ids: Vec<i64> = control_ids.iter().map(|&i| i64::from(i)).collect();
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, control_ids.len()]), &device);
+        let [regions, q, _] = queries.dims();
+        let longest = controls.iter().map(Vec::len).max().unwrap_or(0);
+        let pad = 0; // hidden by the mask: any id does
+        let ids: Vec<i64> = controls
+            .iter()
+            .flat_map(|c| c.iter().map(|&i| i64::from(i)).chain(std::iter::repeat_n(pad, longest - c.len())))
+            .collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [regions, longest]), &device);
         let control = self.t5.shared.forward(ids) + self.cem_memory.val().unsqueeze::<3>();
-        Tensor::cat(vec![self.t5_proj.forward(queries), control], 1)
+        let padding: Vec<bool> =
+            controls.iter().flat_map(|c| (0..q + longest).map(move |i| i >= q + c.len())).collect();
+        let padding = Tensor::<2, Bool>::from_data(TensorData::new(padding, [regions, q + longest]), &device);
+        (Tensor::cat(vec![self.t5_proj.forward(queries), control], 1), padding)
     }
 }

@@ -23,10 +23,11 @@ impl Fuse {
         }
     }
 
-    /// `tokens` [views, length, width] → [1, length, width].
-    pub fn forward(&self, tokens: Tensor<3>) -> Tensor<3> {
-        let [v, l, c] = tokens.dims();
-        let x = tokens.swap_dims(0, 1).reshape([1, l, v * c]); // (v l c) -> 1 l (v c)
+    /// `tokens` [regions · views, length, width], region after region → [regions, length, width].
+    pub fn forward(&self, tokens: Tensor<3>, views: usize) -> Tensor<3> {
+        let [n, l, c] = tokens.dims();
+        let r = n / views;
+        let x = tokens.reshape([r, views, l, c]).swap_dims(1, 2).reshape([r, l, views * c]); // (r v l c) -> r l (v c)
         self.fc2.forward(relu(self.fc1.forward(x)))
     }
 }

@@ -70,14 +70,24 @@ pub struct Vocabularies {
     pub classes: Tensor<2>,
 }
 
-/// Per-entry scores, in vocabulary order.
+/// Per-entry scores of each region, in vocabulary order.
 pub struct HeadScores {
-    /// sigmoid, [tags]
-    pub tags: Tensor<1>,
-    /// sigmoid, max over each attribute's templates, [attributes]
-    pub attributes: Tensor<1>,
-    /// raw logits, [classes]
-    pub classes: Tensor<1>,
+    /// sigmoid, [regions, tags]
+    pub tags: Tensor<2>,
+    /// sigmoid, max over each attribute's templates, [regions, attributes]
+    pub attributes: Tensor<2>,
+    /// raw logits, [regions, classes]
+    pub classes: Tensor<2>,
+}
+
+/// The heads' logits, before the sigmoids of [`HeadScores`] (what training needs).
+pub struct HeadLogits {
+    /// [regions, tags]
+    pub tags: Tensor<2>,
+    /// the best template's logit of each attribute, [regions, attributes]
+    pub attributes: Tensor<2>,
+    /// [regions, classes]
+    pub classes: Tensor<2>,
 }
 
 impl HeadsConfig {
@@ -108,7 +118,7 @@ impl HeadsConfig {
 }
 
 impl TaggingHead {
-    /// `text` [1, entries, width] attends to `vision` [1, queries, width] in every layer.
+    /// `text` [regions, entries, width] attends to `vision` [regions, queries, width] in every layer.
     fn forward(&self, text: Tensor<3>, vision: Tensor<3>) -> Tensor<3> {
         self.encoder.layer.iter().fold(text, |h, layer| {
             let h = layer.crossattention.forward(h, vision.clone());
@@ -123,34 +133,47 @@ fn l2_normalize(x: Tensor<3>) -> Tensor<3> {
     x / norm
 }
 
-// [1, entries, width] → [entries]
-fn logits(fc: &Linear, h: Tensor<3>) -> Tensor<1> {
-    let [_, n, _] = h.dims();
-    fc.forward(h).reshape([n])
+// [regions, entries, width] → [regions, entries]
+fn logits(fc: &Linear, h: Tensor<3>) -> Tensor<2> {
+    let [r, n, _] = h.dims();
+    fc.forward(h).reshape([r, n])
+}
+
+/// A vocabulary's embeddings [entries, text width] as every region's text queries.
+fn per_region(embeds: &Tensor<2>, regions: usize) -> Tensor<3> {
+    let [n, w] = embeds.dims();
+    embeds.clone().unsqueeze::<3>().expand([regions, n, w])
 }
 
 impl Heads {
-    /// `queries` [1, queries, query_width] (the Q-Former output of one region).
+    /// `queries` [regions, queries, query_width] (the Q-Former output of each region).
     pub fn forward(&self, queries: Tensor<3>, vocab: &Vocabularies) -> HeadScores {
+        // sigmoid is monotonic: the best template's sigmoid is the sigmoid of its logit
+        let logits = self.logits(queries, vocab);
+        HeadScores { tags: sigmoid(logits.tags), attributes: sigmoid(logits.attributes), classes: logits.classes }
+    }
+
+    pub fn logits(&self, queries: Tensor<3>, vocab: &Vocabularies) -> HeadLogits {
+        let [regions, _, _] = queries.dims();
         let tag_vision = self.tag_vision_proj.forward(queries.clone());
-        let tag_text = self.tag_text_proj.forward(vocab.tags.clone().unsqueeze::<3>());
-        let tags = sigmoid(logits(&self.tag_fc, self.tag_head.forward(tag_text, tag_vision)));
+        let tag_text = self.tag_text_proj.forward(per_region(&vocab.tags, regions));
+        let tags = logits(&self.tag_fc, self.tag_head.forward(tag_text, tag_vision));
 
         let attr_vision = self.attr_vision_proj.forward(queries);
         let attr_head = |embeds: &Tensor<2>| {
-            let text = self.attr_text_proj.forward(embeds.clone().unsqueeze::<3>());
+            let text = self.attr_text_proj.forward(per_region(embeds, regions));
             logits(&self.attr_fc, l2_normalize(self.attr_head.forward(text, attr_vision.clone())))
         };
-        let templates = sigmoid(attr_head(&vocab.attribute_templates));
+        let templates = attr_head(&vocab.attribute_templates); // [regions, templates]
         let mut start = 0;
         let attributes = vocab
             .templates_per_attribute
             .iter()
             .map(|&n| {
                 start += n;
-                templates.clone().narrow(0, start - n, n).max()
+                templates.clone().narrow(1, start - n, n).max_dim(1)
             })
             .collect();
-        HeadScores { tags, attributes: Tensor::cat(attributes, 0), classes: attr_head(&vocab.classes) }
+        HeadLogits { tags, attributes: Tensor::cat(attributes, 1), classes: attr_head(&vocab.classes) }
     }
 }

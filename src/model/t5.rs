@@ -216,6 +216,8 @@ pub struct DecoderCache {
     pub self_attention: Vec<Option<KeyValues>>,
     /// Per block: the encoder output projected once.
     pub cross_attention: Vec<KeyValues>,
+    /// Encoder positions that are padding, hidden from cross-attention: [batch, 1, 1, tokens].
+    pub padding: Option<Tensor<4, Bool>>,
     /// Positions decoded so far.
     pub len: usize,
 }
@@ -295,6 +297,12 @@ pub fn relative_position_bucket(relative: i64, bidirectional: bool, buckets: usi
     (bucket + large.min(buckets - 1)) as usize
 }
 
+/// A key-padding mask [batch, tokens] as attention's mask [batch, heads, queries, tokens].
+fn key_mask(padding: Tensor<2, Bool>, heads: usize, queries: usize) -> Tensor<4, Bool> {
+    let [b, n] = padding.dims();
+    padding.reshape([b, 1, 1, n]).expand([b, heads, queries, n])
+}
+
 impl T5Attention {
     /// The position bias [1, heads, queries, keys] for queries at `offset..offset + queries`.
     fn position_bias(
@@ -354,14 +362,25 @@ impl T5 {
 
     /// `embeds` [batch, tokens, d_model] (all attended; DynRefer masks nothing) → encoder states.
     pub fn encode(&self, embeds: Tensor<3>) -> Tensor<3> {
+        self.encode_masked(embeds, None)
+    }
+
+    /// Like [`T5::encode`] for inputs of different lengths padded at the end: `padding`
+    /// [batch, tokens] is true on padding, which no position attends to.
+    pub fn encode_padded(&self, embeds: Tensor<3>, padding: Tensor<2, Bool>) -> Tensor<3> {
+        self.encode_masked(embeds, Some(padding))
+    }
+
+    fn encode_masked(&self, embeds: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
         let [_, n, _] = embeds.dims();
         let device = embeds.device();
         let first = &self.encoder.block[0].self_attention;
         let bias = first.position_bias(n, n, 0, true, self.rel(), &device); // [1, heads, n, n]
+        let mask = padding.map(|p| key_mask(p, first.heads, n));
         let h = self.encoder.block.iter().fold(embeds, |h, block| {
             let x = block.self_attention_norm.forward(h.clone());
             let kv = block.self_attention.key_values(x.clone());
-            let h = h + block.self_attention.attend(x, &kv, Some(bias.clone()), None);
+            let h = h + block.self_attention.attend(x, &kv, Some(bias.clone()), mask.clone());
             h.clone() + block.ff.forward(block.ff_norm.forward(h))
         });
         self.encoder.final_layer_norm.forward(h)
@@ -370,10 +389,21 @@ impl T5 {
     /// An empty cache for `beams` copies of one encoded input [1, tokens, d_model].
     pub fn start(&self, encoded: Tensor<3>, beams: usize) -> DecoderCache {
         let [_, n, d] = encoded.dims();
-        let encoded = encoded.expand([beams, n, d]);
+        self.start_masked(encoded.expand([beams, n, d]), None)
+    }
+
+    /// An empty cache for a batch of encoded inputs [batch, tokens, d_model] padded at the end;
+    /// `padding` [batch, tokens] is true on padding.
+    pub fn start_padded(&self, encoded: Tensor<3>, padding: Tensor<2, Bool>) -> DecoderCache {
+        self.start_masked(encoded, Some(padding))
+    }
+
+    fn start_masked(&self, encoded: Tensor<3>, padding: Option<Tensor<2, Bool>>) -> DecoderCache {
+        let [b, n] = [encoded.dims()[0], encoded.dims()[1]];
         DecoderCache {
             self_attention: vec![None; self.decoder.block.len()],
             cross_attention: self.decoder.block.iter().map(|b| b.cross_attention.key_values(encoded.clone())).collect(),
+            padding: padding.map(|p| p.reshape([b, 1, 1, n])),
             len: 0,
         }
     }
@@ -409,7 +439,11 @@ impl T5 {
             h = h + block.self_attention.attend(x, &kv, Some(bias.clone()), mask.clone());
             cache.self_attention[i] = Some(kv);
             let x = block.cross_attention_norm.forward(h.clone());
-            h = h + block.cross_attention.attend(x, &cache.cross_attention[i], None, None);
+            let hide = cache.padding.clone().map(|p| {
+                let keys = p.dims()[3];
+                p.expand([batch, first.heads, new, keys])
+            });
+            h = h + block.cross_attention.attend(x, &cache.cross_attention[i], None, hide);
             h = h.clone() + block.ff.forward(block.ff_norm.forward(h));
         }
         cache.len = total;

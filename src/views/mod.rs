@@ -6,7 +6,7 @@
 //! processor.
 
 mod boxes;
-mod par;
+pub(crate) mod par;
 mod phash;
 mod resize;
 

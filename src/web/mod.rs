@@ -200,19 +200,29 @@ fn App() -> impl IntoView {
     // Each run has a number; a run that a newer one has replaced does not show its result.
     let run_id = StoredValue::new(0u64);
 
-    let device = StoredValue::new_local(None::<burn::tensor::Device>);
+    let compute = StoredValue::new_local(None::<Rc<backend::Compute>>);
+    let adapter = RwSignal::new(String::new());
+    let stage_text = RwSignal::new(String::new());
+    let timings = RwSignal::new(String::new());
     let model_url = RwSignal::new(model::bundle_url());
     let show_progress = move |p: crate::bundle::Progress| {
         let (done, total) = (p.done as f64 / 1e6, p.total as f64 / 1e6);
-        loading.set(format!("model {done:.1} / {total:.1} MB ({})", p.file));
+        let slow =
+            compute.get_value().and_then(|c| c.adapter.clone()).filter(|a| a.software && p.total > 1_000_000_000);
+        let warning = slow.map_or(String::new(), |a| {
+            format!(" — a large model on a software GPU ({}): each description will take many minutes", a.name)
+        });
+        loading.set(format!("model {done:.1} / {total:.1} MB ({}){warning}", p.file));
     };
     // Puts a loaded model in use once its first run has compiled the GPU's shaders, or reports
     // why it did not load (the model in use stays).
     let use_model = move |loaded: Result<Describer, String>, t0: f64, note: String| async move {
         match loaded {
             Ok(d) => {
-                loading.set("warming up (compiling the GPU's shaders)…".into());
-                warm_up(&d).await;
+                if *d.device() != burn::tensor::Device::flex() {
+                    loading.set("warming up (compiling the GPU's shaders)…".into());
+                    d.warm_up().await;
+                }
                 model_name.set(d.manifest.name.clone());
                 model_views.set(Some(d.manifest.config.num_views));
                 num_views.set(d.manifest.config.num_views);
@@ -231,17 +241,25 @@ fn App() -> impl IntoView {
     };
     // Loads the bundle at `model_url`; the model in use stays until the new one is ready.
     let load_model = move || {
-        let Some(dev) = device.get_value() else { return };
+        let Some(c) = compute.get_value() else { return };
         let url = model::folder_url(&model_url.get_untracked());
         status.set("loading".into());
         spawn_local(async move {
             let t0 = now_ms();
-            let loaded = model::load(&url, &dev, show_progress).await;
+            let loaded = model::load(&url, &c.device, &c.target(), show_progress).await;
             let not_cached = loaded.as_ref().map_or(0, |l| l.not_cached);
-            let note = if not_cached > 0 {
-                format!("; the browser's storage is full, so {not_cached} file(s) will download again next visit")
-            } else {
-                String::new()
+            let short = loaded.as_ref().ok().and_then(|l| l.short_of_room);
+            let note = match short {
+                Some((room, needed)) => format!(
+                    "; the browser's storage has room for {:.1} of the model's {:.1} GB, so files will download again \
+                     next visit",
+                    room as f64 / 1e9,
+                    needed as f64 / 1e9
+                ),
+                None if not_cached > 0 => {
+                    format!("; the browser's storage is full, so {not_cached} file(s) will download again next visit")
+                }
+                None => String::new(),
             };
             use_model(loaded.map(|l| l.describer), t0, note).await;
         });
@@ -249,11 +267,11 @@ fn App() -> impl IntoView {
     // A bundle from the person's disk: its folder, or all its files.
     let load_local = move |ev: leptos::ev::Event| {
         let input: web_sys::HtmlInputElement = ev.target().unwrap().unchecked_into();
-        let (Some(files), Some(dev)) = (input.files(), device.get_value()) else { return };
+        let (Some(files), Some(c)) = (input.files(), compute.get_value()) else { return };
         status.set("loading".into());
         spawn_local(async move {
             let t0 = now_ms();
-            use_model(model::load_files(&files, &dev, show_progress).await, t0, String::new()).await;
+            use_model(model::load_files(&files, &c.device, &c.target(), show_progress).await, t0, String::new()).await;
         });
     };
     // a folder picker where the browser has one (the attribute is not in leptos' vocabulary)
@@ -264,9 +282,13 @@ fn App() -> impl IntoView {
         }
     });
     spawn_local(async move {
-        let (kind, dev) = backend::detect().await;
-        backend.set(kind.to_string());
-        device.set_value(Some(dev));
+        let c = backend::detect().await;
+        backend.set(c.backend.to_string());
+        adapter.set(c.adapter.as_ref().map_or(String::new(), |a| {
+            let kind = if a.software { "a software GPU: slow" } else { "GPU" };
+            format!(" ({}, {kind})", a.name)
+        }));
+        compute.set_value(Some(Rc::new(c)));
         load_model();
     });
 
@@ -314,12 +336,21 @@ fn App() -> impl IntoView {
             ..DescribeOptions::default()
         };
         spawn_local(async move {
-            let described = model.describe_views_async(built, &options).await;
+            let mut on_stage = |stage: crate::describe::Stage| {
+                if run_id.get_value() == id {
+                    stage_text.set(stage.to_string());
+                }
+            };
+            let described = model.describe_views_watched(built, &options, &mut on_stage, &mut now_ms).await;
             if run_id.get_value() != id {
                 return; // a newer box replaced this one
             }
+            stage_text.set(String::new());
             match described {
-                Ok(d) => {
+                Ok((d, times)) => {
+                    let times: serde_json::Map<String, serde_json::Value> =
+                        times.into_iter().map(|(stage, ms)| (stage.to_string(), ms.into())).collect();
+                    timings.set(serde_json::Value::Object(times).to_string());
                     result.set(serde_json::to_string(&d).unwrap_or_default());
                     timing.set(format!("views in {:.0} ms, described in {:.0} ms", t1 - t0, now_ms() - t1));
                     description.set(Some(d));
@@ -535,7 +566,9 @@ fn App() -> impl IntoView {
         </section>
         <p class="meta">
             "Status: " <span data-role="status">{move || status.get()}</span>
+            " " <span data-role="stage">{move || stage_text.get()}</span>
             " · Compute: " <span data-role="backend">{move || backend.get()}</span>
+            <span data-role="adapter">{move || adapter.get()}</span>
             " · Model: " <span data-role="model">{move || model_name.get()}</span>
             " · " <span class="loading">{move || loading.get()}</span>
             " · " <span class="timing">{move || timing.get()}</span>
@@ -591,19 +624,7 @@ fn App() -> impl IntoView {
             </section>
         </main>
         <pre data-role="result" hidden>{move || result.get()}</pre>
-    }
-}
-
-/// Runs the model once on a blank photo, so that WebGPU compiles its shaders (and burn tunes its
-/// kernels) while the model loads, not on the person's first box.
-async fn warm_up(d: &Describer) {
-    if *d.device() == burn::tensor::Device::flex() {
-        return;
-    }
-    let photo = RgbImage::from_pixel(64, 64, image::Rgb([128, 128, 128]));
-    if let Ok(views) = d.views(&photo, RegionBox([8.0, 8.0, 40.0, 40.0]), None) {
-        let options = DescribeOptions { max_new_tokens: 3, ..DescribeOptions::default() };
-        let _ = d.describe_views_async(views, &options).await;
+        <pre data-role="timings" hidden>{move || timings.get()}</pre>
     }
 }
 

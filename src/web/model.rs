@@ -7,7 +7,7 @@ use burn::tensor::Device;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::bundle::{FileEntry, Loader, MANIFEST, Manifest, Progress};
+use crate::bundle::{FileEntry, Loader, MANIFEST, Manifest, Progress, Target};
 use crate::describe::Describer;
 
 /// The bundle's folder URL: `?model=URL` or the built-in model next to the page.
@@ -75,23 +75,24 @@ async fn fetch_file(base: &str, entry: &FileEntry) -> Result<(Vec<u8>, bool), St
     Ok((bytes, cached))
 }
 
-/// The most model memory the CPU backend may hold: wasm32 addresses 4 GiB, and the photo, the
-/// activations and the shard being loaded need room beside the weights.
-const CPU_MODEL_BYTES: usize = 2 << 30;
+fn get(object: &wasm_bindgen::JsValue, key: &str) -> wasm_bindgen::JsValue {
+    js_sys::Reflect::get(object, &key.into()).unwrap_or(wasm_bindgen::JsValue::UNDEFINED)
+}
 
-/// Refuses, before any download, a model the CPU fallback cannot hold (it keeps f32 weights).
-fn check_fits(base: &str, manifest: &Manifest, device: &Device) -> Result<(), String> {
-    let needed = 4 * manifest.parameters();
-    if *device == Device::flex() && needed > CPU_MODEL_BYTES {
-        let gb = |b: usize| b as f64 / 1e9;
-        return Err(format!(
-            "{base}: this model needs {:.1} GB as f32 weights, more than the {:.1} GB the CPU fallback can hold; \
-             this browser has no WebGPU: open the page in one that has (e.g. Chrome or Edge)",
-            gb(needed),
-            gb(CPU_MODEL_BYTES)
-        ));
+/// Asks the browser to keep the bundle's files (a large model is worth not having evicted) and
+/// returns how many more bytes it may store, where it says.
+async fn storage_room() -> Option<u64> {
+    let storage = get(&web_sys::window()?.navigator().into(), "storage");
+    let call = |name: &str| -> Option<js_sys::Promise> {
+        let f: js_sys::Function = get(&storage, name).dyn_into().ok()?;
+        f.call0(&storage).ok()?.dyn_into().ok()
+    };
+    if let Some(persist) = call("persist") {
+        let _ = JsFuture::from(persist).await;
     }
-    Ok(())
+    let estimate = JsFuture::from(call("estimate")?).await.ok()?;
+    let (quota, usage) = (get(&estimate, "quota").as_f64()?, get(&estimate, "usage").as_f64().unwrap_or(0.0));
+    Some((quota - usage).max(0.0) as u64)
 }
 
 /// What a load tells the page besides the model.
@@ -99,25 +100,32 @@ pub struct Loaded {
     pub describer: Describer,
     /// Files the browser's storage had no room for (they download again next time).
     pub not_cached: usize,
+    /// The bundle's bytes, when the browser said beforehand that it has room for fewer.
+    pub short_of_room: Option<(u64, u64)>,
 }
 
-/// Loads the bundle at `base` on `device`; `progress` hears after each file.
-pub async fn load(base: &str, device: &Device, progress: impl Fn(Progress)) -> Result<Loaded, String> {
-    let manifest = fetch(&format!("{base}{MANIFEST}")).await?;
+/// Loads the bundle at `base` on `device`, after checking that it can run on `target`;
+/// `progress` hears after each file.
+pub async fn load(base: &str, device: &Device, target: &Target, progress: impl Fn(Progress)) -> Result<Loaded, String> {
+    let manifest = Manifest::parse(base, &fetch(&format!("{base}{MANIFEST}")).await?).map_err(|e| e.to_string())?;
+    manifest.check_fit(target).map_err(|e| format!("{base}: {e}"))?;
+    let needed = manifest.total_bytes();
+    let short_of_room = storage_room().await.filter(|&room| room < needed).map(|room| (room, needed));
     let not_cached = std::cell::Cell::new(0);
     let read = async |entry: &FileEntry| {
         let (bytes, cached) = fetch_file(base, entry).await?;
         not_cached.set(not_cached.get() + usize::from(!cached));
         Ok(bytes)
     };
-    let describer = load_bundle(base, &manifest, device, progress, read).await?;
-    Ok(Loaded { describer, not_cached: not_cached.get() })
+    let describer = load_bundle(base, manifest, device, progress, read).await?;
+    Ok(Loaded { describer, not_cached: not_cached.get(), short_of_room })
 }
 
 /// Loads a bundle from files the person picked (a converted bundle's folder, or all its files).
 pub async fn load_files(
     files: &web_sys::FileList,
     device: &Device,
+    target: &Target,
     progress: impl Fn(Progress),
 ) -> Result<Describer, String> {
     let by_name: std::collections::HashMap<String, web_sys::File> =
@@ -127,30 +135,29 @@ pub async fn load_files(
             by_name.get(name).ok_or_else(|| format!("the chosen files have no {name}: pick a whole bundle folder"))?;
         super::read_file(file).await
     };
-    let manifest = read(MANIFEST).await?;
-    load_bundle("the chosen folder", &manifest, device, progress, async |entry: &FileEntry| read(&entry.file).await)
-        .await
+    let base = "the chosen folder";
+    let manifest = Manifest::parse(base, &read(MANIFEST).await?).map_err(|e| e.to_string())?;
+    manifest.check_fit(target).map_err(|e| format!("{base}: {e}"))?;
+    load_bundle(base, manifest, device, progress, async |entry: &FileEntry| read(&entry.file).await).await
 }
 
-/// What every source shares: the manifest's checks, the tokenizer, then each shard verified and
-/// moved to the device before the next is read.
+/// What every source shares: the tokenizer, then each shard verified and moved to the device
+/// before the next is read, so that the page holds about one shard at a time.
 async fn load_bundle(
     base: &str,
-    manifest: &[u8],
+    manifest: Manifest,
     device: &Device,
     progress: impl Fn(Progress),
     read: impl AsyncFn(&FileEntry) -> Result<Vec<u8>, String>,
 ) -> Result<Describer, String> {
-    let manifest = Manifest::parse(base, manifest).map_err(|e| e.to_string())?;
-    check_fits(base, &manifest, device)?;
     let total = manifest.total_bytes();
     let tokenizer = read(&manifest.t5_tokenizer).await?;
-    let mut done = tokenizer.len();
+    let mut done = tokenizer.len() as u64;
     let mut loader = Loader::new(base, manifest, device);
     for i in 0..loader.manifest.shards.len() {
         let entry = loader.manifest.shards[i].clone();
         let bytes = read(&entry).await?;
-        done += bytes.len();
+        done += bytes.len() as u64;
         loader.add_shard(i, bytes).map_err(|e| e.to_string())?;
         progress(Progress { done, total, file: entry.file });
     }

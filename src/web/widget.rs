@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use burn::tensor::Device;
 use futures::FutureExt;
 use futures::future::{LocalBoxFuture, Shared};
 use leptos::prelude::*;
@@ -27,8 +26,8 @@ const STYLE: &str = include_str!("widget.css");
 type SharedModel = Shared<LocalBoxFuture<'static, Result<Rc<Describer>, String>>>;
 
 thread_local! {
-    static DEVICE: Shared<LocalBoxFuture<'static, Device>> =
-        async { backend::detect().await.1 }.boxed_local().shared();
+    static DEVICE: Shared<LocalBoxFuture<'static, Rc<backend::Compute>>> =
+        async { Rc::new(backend::detect().await) }.boxed_local().shared();
     static MODELS: RefCell<HashMap<String, SharedModel>> = RefCell::new(HashMap::new());
 }
 
@@ -39,8 +38,8 @@ async fn shared_model(url: String) -> Result<Rc<Describer>, String> {
         let entry = models.entry(url.clone()).or_insert_with(|| {
             let url = url.clone();
             async move {
-                let device = DEVICE.with(Clone::clone).await;
-                model::load(&url, &device, |_| {}).await.map(|l| Rc::new(l.describer))
+                let compute = DEVICE.with(Clone::clone).await;
+                model::load(&url, &compute.device, &compute.target(), |_| {}).await.map(|l| Rc::new(l.describer))
             }
             .boxed_local()
             .shared()

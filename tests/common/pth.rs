@@ -77,6 +77,47 @@ impl Pickle {
     }
 }
 
+impl Pickle {
+    /// `torch._utils._rebuild_tensor_v2` of storage `key`.
+    fn tensor(&mut self, t: &PthTensor, key: usize) {
+        self.global("torch._utils", "_rebuild_tensor_v2");
+        self.op(b'(');
+        // persistent id: ('storage', torch.XStorage, key, 'cpu', numel)
+        self.op(b'(');
+        self.string("storage");
+        self.global("torch", t.data.storage());
+        self.string(&key.to_string());
+        self.string("cpu");
+        self.int(t.data.len());
+        self.op(b't');
+        self.op(b'Q'); // BINPERSID
+        self.int(0);
+        self.tuple(&t.shape);
+        let mut stride = vec![1; t.shape.len()];
+        for d in (0..t.shape.len().saturating_sub(1)).rev() {
+            stride[d] = stride[d + 1] * t.shape[d + 1];
+        }
+        self.tuple(&stride);
+        self.op(0x89); // NEWFALSE: requires_grad
+        self.global("collections", "OrderedDict");
+        self.op(b')');
+        self.op(b'R');
+        self.op(b't');
+        self.op(b'R');
+    }
+
+    /// `{name: tensor}` with storages numbered from `first`.
+    fn state_dict(&mut self, tensors: &[PthTensor], first: usize) {
+        self.op(b'}');
+        self.op(b'(');
+        for (i, t) in tensors.iter().enumerate() {
+            self.string(&t.name);
+            self.tensor(t, first + i);
+        }
+        self.op(b'u'); // SETITEMS
+    }
+}
+
 /// The pickle of `{name: tensor}` (inside `{"model": …}` when `nested`).
 fn pickle(tensors: &[PthTensor], nested: bool) -> Vec<u8> {
     let mut p = Pickle(vec![0x80, 2]); // PROTO 2
@@ -84,36 +125,7 @@ fn pickle(tensors: &[PthTensor], nested: bool) -> Vec<u8> {
         p.op(b'}');
         p.string("model");
     }
-    p.op(b'}');
-    p.op(b'(');
-    for (i, t) in tensors.iter().enumerate() {
-        p.string(&t.name);
-        p.global("torch._utils", "_rebuild_tensor_v2");
-        p.op(b'(');
-        // persistent id: ('storage', torch.XStorage, key, 'cpu', numel)
-        p.op(b'(');
-        p.string("storage");
-        p.global("torch", t.data.storage());
-        p.string(&i.to_string());
-        p.string("cpu");
-        p.int(t.data.len());
-        p.op(b't');
-        p.op(b'Q'); // BINPERSID
-        p.int(0);
-        p.tuple(&t.shape);
-        let mut stride = vec![1; t.shape.len()];
-        for d in (0..t.shape.len().saturating_sub(1)).rev() {
-            stride[d] = stride[d + 1] * t.shape[d + 1];
-        }
-        p.tuple(&stride);
-        p.op(0x89); // NEWFALSE: requires_grad
-        p.global("collections", "OrderedDict");
-        p.op(b')');
-        p.op(b'R');
-        p.op(b't');
-        p.op(b'R');
-    }
-    p.op(b'u'); // SETITEMS
+    p.state_dict(tensors, 0);
     if nested {
         p.op(b's'); // SETITEM
     }
@@ -121,13 +133,55 @@ fn pickle(tensors: &[PthTensor], nested: bool) -> Vec<u8> {
     p.0
 }
 
-/// Writes `tensors` as a `.pth` file.
-pub fn write_pth(path: &std::path::Path, tensors: &[PthTensor], nested: bool) {
+/// The pickle of a checkpoint as LAVIS' runner saves it: `{"model": {…}, "optimizer": {"state":
+/// {0: {"exp_avg": …, "exp_avg_sq": …}, …}}, "config": {…}, "scaler": {…}, "epoch": 4}`, the
+/// optimizer's tensors numbered after the model's.
+fn pickle_training_save(model: &[PthTensor], optimizer: &[PthTensor]) -> Vec<u8> {
+    let mut p = Pickle(vec![0x80, 2]);
+    p.op(b'}');
+    p.op(b'(');
+    p.string("model");
+    p.state_dict(model, 0);
+    p.string("optimizer");
+    p.op(b'}');
+    p.string("state");
+    p.op(b'}');
+    p.op(b'(');
+    for (i, pair) in optimizer.chunks(2).enumerate() {
+        p.int(i);
+        p.op(b'}');
+        p.op(b'(');
+        for (j, t) in pair.iter().enumerate() {
+            p.string(if j == 0 { "exp_avg" } else { "exp_avg_sq" });
+            p.tensor(t, model.len() + 2 * i + j);
+        }
+        p.op(b'u');
+    }
+    p.op(b'u');
+    p.op(b's');
+    p.string("config");
+    p.op(b'}');
+    p.string("task");
+    p.string("dynrefer");
+    p.op(b's');
+    p.string("scaler");
+    p.op(b'}');
+    p.string("growth_interval");
+    p.int(2000);
+    p.op(b's');
+    p.string("epoch");
+    p.int(4);
+    p.op(b'u');
+    p.op(b'.');
+    p.0
+}
+
+fn write_zip(path: &std::path::Path, pickle: &[u8], tensors: &[&PthTensor]) {
     let file = std::fs::File::create(path).unwrap();
     let mut zip = zip::ZipWriter::new(file);
     let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     zip.start_file("archive/data.pkl", options).unwrap();
-    zip.write_all(&pickle(tensors, nested)).unwrap();
+    zip.write_all(pickle).unwrap();
     zip.start_file("archive/byteorder", options).unwrap();
     zip.write_all(b"little").unwrap();
     for (i, t) in tensors.iter().enumerate() {
@@ -137,4 +191,16 @@ pub fn write_pth(path: &std::path::Path, tensors: &[PthTensor], nested: bool) {
     zip.start_file("archive/version", options).unwrap();
     zip.write_all(b"3\n").unwrap();
     zip.finish().unwrap();
+}
+
+/// Writes a checkpoint in LAVIS' training-save layout: the weights under `model`, and the
+/// optimizer's state (pairs of moments), config, scaler and epoch beside them.
+pub fn write_training_save(path: &std::path::Path, model: &[PthTensor], optimizer: &[PthTensor]) {
+    let all: Vec<&PthTensor> = model.iter().chain(optimizer).collect();
+    write_zip(path, &pickle_training_save(model, optimizer), &all);
+}
+
+/// Writes `tensors` as a `.pth` file.
+pub fn write_pth(path: &std::path::Path, tensors: &[PthTensor], nested: bool) {
+    write_zip(path, &pickle(tensors, nested), &tensors.iter().collect::<Vec<_>>());
 }

@@ -1,0 +1,362 @@
+//! `dynrefer train`: DynRefer trained end to end on annotated regions (such as the shapes world's,
+//! [`crate::scenes`]), from scratch at [`world::shapes_config`]'s size or from a bundle, on burn's
+//! autodiff. AdamW with a linear warm-up and a cosine schedule; checkpoints (model, optimizer,
+//! step, text resources) every few steps, from which a later run resumes; the result is a bundle.
+
+pub mod data;
+pub mod eval;
+pub mod loss;
+pub mod world;
+
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, grad_clipping::GradientClippingConfig};
+use burn::prelude::*;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::Distribution;
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::{MANIFEST, Manifest, Quant, VocabularyNames};
+use crate::convert::write::{BundleInfo, write_bundle};
+use crate::convert::{AttributePrompts, attribute_prompts};
+use crate::decode::caption::T5Tokenizer;
+use crate::decode::clip_bpe::ClipBpe;
+use crate::model::dynrefer::{DynRefer, DynReferConfig, VocabEmbeddings};
+use crate::scenes::Rng;
+use crate::views::ViewOptions;
+use data::{BatchOptions, Example};
+use loss::{Losses, VocabTokens};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    Data(String),
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error(transparent)]
+    Open(#[from] crate::describe::OpenError),
+    #[error(transparent)]
+    Convert(#[from] crate::convert::ConvertError),
+}
+
+fn file_err(path: &Path, message: impl ToString) -> TrainError {
+    TrainError::File { path: path.display().to_string(), message: message.to_string() }
+}
+
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// `annotations.jsonl`, with the vocabulary files (`ram_tag_list.txt`, `ovad2000.json`,
+    /// `coco.json`) in its folder.
+    pub data: PathBuf,
+    /// The bundle to write.
+    pub out: PathBuf,
+    /// Checkpoints: resumed from when they are there.
+    pub checkpoints: PathBuf,
+    /// Start from this bundle's weights and text resources instead of from scratch.
+    pub from: Option<PathBuf>,
+    pub steps: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub warmup: usize,
+    pub weight_decay: f32,
+    pub seed: u64,
+    pub checkpoint_every: usize,
+    pub quant: Quant,
+    pub name: String,
+    pub tag_threshold: f32,
+    pub tag_drop: f64,
+}
+
+/// What the progress display shows after each step.
+pub struct StepReport {
+    pub step: usize,
+    pub steps: usize,
+    pub loss: [f32; 4],
+    pub lr: f64,
+    /// Regions a second over this run's steps so far.
+    pub rate: f64,
+}
+
+/// What `train` says besides progress.
+pub enum Event<'a> {
+    Examples(usize),
+    Resumed(usize),
+    Step(&'a StepReport),
+    Checkpoint(usize),
+}
+
+/// The checkpoint's own record of where training stands.
+#[derive(Serialize, Deserialize)]
+struct State {
+    step: usize,
+    seed: u64,
+    config: DynReferConfig,
+    names: VocabularyNames,
+}
+
+const STATE: &str = "state.json";
+const MODEL: &str = "model.bpk";
+const OPTIMIZER: &str = "optimizer.bpk";
+const TOKENIZER: &str = "tokenizer.json";
+const BPE: &str = "clip_bpe.txt.gz";
+
+/// Learning rate at `step`: linear warm-up, then a cosine down to a tenth.
+pub fn learning_rate(step: usize, opts: &TrainOptions) -> f64 {
+    if step < opts.warmup {
+        return opts.lr * (step + 1) as f64 / opts.warmup as f64;
+    }
+    let progress = (step - opts.warmup) as f64 / (opts.steps - opts.warmup).max(1) as f64;
+    opts.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos()))
+}
+
+/// The vocabularies of the data: names and the attribute prompts, from the official-format files.
+fn vocabularies(dir: &Path) -> Result<(VocabularyNames, Vec<String>), TrainError> {
+    let read = |file: &str| std::fs::read_to_string(dir.join(file)).map_err(|e| file_err(&dir.join(file), e));
+    let tags: Vec<String> =
+        read("ram_tag_list.txt")?.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect();
+    let ovad: serde_json::Value =
+        serde_json::from_str(&read("ovad2000.json")?).map_err(|e| file_err(&dir.join("ovad2000.json"), e))?;
+    let AttributePrompts { templates, templates_per_attribute, names } =
+        attribute_prompts(&ovad).map_err(|e| file_err(&dir.join("ovad2000.json"), e))?;
+    let classes: Vec<String> =
+        serde_json::from_str(&read("coco.json")?).map_err(|e| file_err(&dir.join("coco.json"), e))?;
+    Ok((VocabularyNames { tags, attributes: names, templates_per_attribute, classes }, templates))
+}
+
+/// The prompts the text tower embeds, as the converter builds them.
+fn prompts(names: &VocabularyNames, templates: &[String]) -> Vec<String> {
+    let classes = names.classes.iter().map(|c| format!("the {}", c.to_lowercase()));
+    names.tags.iter().cloned().chain(templates.iter().cloned()).chain(classes).collect()
+}
+
+/// Random values where the loading-oriented `init` leaves zeros that training cannot start from
+/// (identical query tokens would stay identical), scaled as BLIP-2 and CLIP initialise them.
+struct TrainingInit {
+    path: Vec<String>,
+    device: Device,
+}
+
+impl ModuleMapper for TrainingInit {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let name = self.path.last().map(String::as_str).unwrap_or_default();
+        let std = match name {
+            "query_tokens" | "cls_token" | "pos_embed" | "positional_embedding" => 0.02,
+            "in_proj_weight" | "text_projection" => {
+                let fan_in = param.shape().dims::<D>()[D - 1];
+                (fan_in as f64).powf(-0.5)
+            }
+            _ => return param,
+        };
+        let device = self.device.clone();
+        param.map(|t| Tensor::random(t.shape(), Distribution::Normal(0.0, std), &device).set_require_grad(true))
+    }
+}
+
+/// The model and text resources to start from: a bundle's, a checkpoint's, or new ones.
+struct Start {
+    model: DynRefer,
+    config: DynReferConfig,
+    tokenizer_json: Vec<u8>,
+    bpe: Vec<u8>,
+    step: usize,
+    optimizer: Option<PathBuf>,
+}
+
+fn start(
+    opts: &TrainOptions,
+    names: &VocabularyNames,
+    prompt_texts: &[String],
+    captions: &[String],
+    device: &Device,
+) -> Result<Start, TrainError> {
+    let state_path = opts.checkpoints.join(STATE);
+    if state_path.exists() {
+        let read = |file: &str| {
+            std::fs::read(opts.checkpoints.join(file)).map_err(|e| file_err(&opts.checkpoints.join(file), e))
+        };
+        let state: State = serde_json::from_slice(&read(STATE)?).map_err(|e| file_err(&state_path, e))?;
+        if state.names != *names {
+            return Err(file_err(
+                &opts.checkpoints,
+                "was trained on other vocabulary files than the data's: pick another --checkpoints folder",
+            ));
+        }
+        let mut model = state.config.init(device);
+        let mut store = BurnpackStore::from_file(opts.checkpoints.join(MODEL));
+        model.load_from(&mut store).map_err(|e| file_err(&opts.checkpoints.join(MODEL), e))?;
+        return Ok(Start {
+            model,
+            config: state.config,
+            tokenizer_json: read(TOKENIZER)?,
+            bpe: read(BPE)?,
+            step: state.step,
+            optimizer: Some(opts.checkpoints.join(OPTIMIZER)),
+        });
+    }
+    if let Some(bundle) = &opts.from {
+        let describer = crate::describe::Describer::open_dir(bundle, &Device::flex(), |_| {})?;
+        if describer.manifest.vocabularies != *names {
+            return Err(file_err(bundle, "has other vocabularies than the data's files"));
+        }
+        let read = |file: &str| std::fs::read(bundle.join(file)).map_err(|e| file_err(&bundle.join(file), e));
+        let (tokenizer_json, bpe) =
+            (read(&describer.manifest.t5_tokenizer.file)?, read(&describer.manifest.clip_bpe.file)?);
+        let config = describer.manifest.config.clone();
+        let model = describer.into_model().fork(device).train();
+        return Ok(Start { model, config, tokenizer_json, bpe, step: 0, optimizer: None });
+    }
+    let all_words = world::words(prompt_texts.iter().chain(captions).map(String::as_str));
+    let (tokenizer_json, t5_vocab) = world::t5_tokenizer_json(&all_words);
+    let bpe = world::clip_bpe_merges(&world::words(prompt_texts.iter().map(String::as_str)));
+    let bpe_vocab = world::bpe_vocab_size(&bpe).map_err(TrainError::Data)?;
+    let sizes = [names.tags.len(), names.templates_per_attribute.iter().sum(), names.classes.len()];
+    let config = world::shapes_config(t5_vocab, bpe_vocab, sizes);
+    device.seed(opts.seed);
+    let model = config.init(device).map(&mut TrainingInit { path: vec![], device: device.clone() });
+    Ok(Start { model, config, tokenizer_json: tokenizer_json.into_bytes(), bpe, step: 0, optimizer: None })
+}
+
+fn save_checkpoint(
+    opts: &TrainOptions,
+    state: &State,
+    model: &DynRefer,
+    optimizer: &ModuleOptimizer,
+    text: (&[u8], &[u8]),
+) -> Result<(), TrainError> {
+    let dir = &opts.checkpoints;
+    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    // written beside, then renamed: an interrupted save leaves the previous checkpoint whole
+    let tmp = |file: &str| dir.join(format!("{file}.tmp"));
+    let mut store = BurnpackStore::from_file(tmp(MODEL)).overwrite(true).auto_extension(false);
+    model.save_into(&mut store).map_err(|e| file_err(&tmp(MODEL), e))?;
+    optimizer.save(tmp(OPTIMIZER)).map_err(|e| file_err(&tmp(OPTIMIZER), e))?;
+    std::fs::write(tmp(TOKENIZER), text.0).map_err(|e| file_err(&tmp(TOKENIZER), e))?;
+    std::fs::write(tmp(BPE), text.1).map_err(|e| file_err(&tmp(BPE), e))?;
+    std::fs::write(tmp(STATE), serde_json::to_vec_pretty(state).expect("JSON"))
+        .map_err(|e| file_err(&tmp(STATE), e))?;
+    for file in [MODEL, OPTIMIZER, TOKENIZER, BPE, STATE] {
+        std::fs::rename(tmp(file), dir.join(file)).map_err(|e| file_err(&dir.join(file), e))?;
+    }
+    Ok(())
+}
+
+/// The `k`-th example of the whole run: epochs of a seeded shuffle, so a resumed run draws the
+/// examples it would have drawn.
+fn example_index(k: usize, count: usize, seed: u64) -> usize {
+    let epoch = k / count;
+    let mut order: Vec<usize> = (0..count).collect();
+    let mut rng = Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
+    for i in (1..count).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    order[k % count]
+}
+
+/// Trains and writes the bundle; `event` hears the examples, each step and each checkpoint.
+pub fn train(opts: &TrainOptions, device: &Device, mut event: impl FnMut(Event)) -> Result<Manifest, TrainError> {
+    let data_dir = opts.data.parent().unwrap_or(Path::new("."));
+    let (names, templates) = vocabularies(data_dir)?;
+    let prompt_texts = prompts(&names, &templates);
+    let annotations = crate::scenes::read_annotations(&opts.data).map_err(TrainError::Data)?;
+    let captions: Vec<String> = annotations.iter().map(|a| a.caption.clone()).collect();
+    let plain = device.clone();
+    let device = device.clone().autodiff();
+    let Start { mut model, config, tokenizer_json, bpe, step: first, optimizer } =
+        start(opts, &names, &prompt_texts, &captions, &device)?;
+    let tokenizer =
+        T5Tokenizer::from_json(&tokenizer_json, config.max_txt_len).map_err(|e| TrainError::Data(e.to_string()))?;
+    let clip_bpe = ClipBpe::from_gzip(&bpe).map_err(|e| TrainError::Data(e.to_string()))?;
+
+    let views = ViewOptions { num_views: config.num_views, size: config.image_size as u32 };
+    let examples: Vec<Example> =
+        data::load_examples(&opts.data, &names, &tokenizer, &views).map_err(TrainError::Data)?;
+    event(Event::Examples(examples.len()));
+    let context = config.clip_text.context;
+    let rows: Vec<i64> = prompt_texts.iter().flat_map(|t| clip_bpe.tokenize(t, context)).map(i64::from).collect();
+    let vocab = VocabTokens {
+        rows,
+        context,
+        sizes: [names.tags.len(), templates.len(), names.classes.len()],
+        templates_per_attribute: names.templates_per_attribute.clone(),
+    };
+
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(opts.weight_decay)
+        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+        .init();
+    if let Some(path) = optimizer {
+        optim = optim.load(&path).map_err(|e| file_err(&path, e))?;
+        event(Event::Resumed(first));
+    }
+    let batch_options = BatchOptions { tag_drop: opts.tag_drop, start_id: config.t5.decoder_start_token_id };
+    let started = std::time::Instant::now();
+    for step in first..opts.steps {
+        let mut rng = Rng::new(opts.seed ^ (step as u64).wrapping_mul(0xD134_2543_DE82_EF95));
+        let picked: Vec<&Example> = (0..opts.batch)
+            .map(|i| &examples[example_index(step * opts.batch + i, examples.len(), opts.seed)])
+            .collect();
+        let batch =
+            data::batch(&picked, &names, &tokenizer, &batch_options, &mut rng, &device).map_err(TrainError::Data)?;
+        let losses: Losses = loss::losses(&model, &vocab, &batch);
+        let total = losses.total();
+        let grads = GradientsParams::from_grads(total.backward(), &model);
+        let lr = learning_rate(step, opts);
+        model = optim.step(lr, model, grads);
+        let value = |t: &Tensor<1>| t.clone().into_scalar::<f32>();
+        let report = StepReport {
+            step: step + 1,
+            steps: opts.steps,
+            loss: [value(&losses.caption), value(&losses.tags), value(&losses.attributes), value(&losses.class)],
+            lr,
+            rate: ((step + 1 - first) * opts.batch) as f64 / started.elapsed().as_secs_f64(),
+        };
+        event(Event::Step(&report));
+        if (step + 1) % opts.checkpoint_every == 0 || step + 1 == opts.steps {
+            let state = State { step: step + 1, seed: opts.seed, config: config.clone(), names: names.clone() };
+            save_checkpoint(opts, &state, &model, &optim, (&tokenizer_json, &bpe))?;
+            event(Event::Checkpoint(step + 1));
+        }
+    }
+    export(model.valid(), &vocab, &plain, opts, config, names, (&tokenizer_json, &bpe))
+}
+
+/// The trained model as a bundle: vocabulary embeddings from its own text tower.
+fn export(
+    model: DynRefer,
+    vocab: &VocabTokens,
+    device: &Device,
+    opts: &TrainOptions,
+    config: DynReferConfig,
+    names: VocabularyNames,
+    (tokenizer_json, bpe): (&[u8], &[u8]),
+) -> Result<Manifest, TrainError> {
+    let embedded = vocab.embed(&model, device);
+    let model = DynRefer {
+        vocab: VocabEmbeddings {
+            tags: Param::from_tensor(embedded.tags),
+            attribute_templates: Param::from_tensor(embedded.attribute_templates),
+            classes: Param::from_tensor(embedded.classes),
+        },
+        ..model
+    };
+    let info = BundleInfo {
+        name: opts.name.clone(),
+        config,
+        tag_threshold: opts.tag_threshold,
+        vocabularies: names,
+        tokenizer_json: tokenizer_json.to_vec(),
+        clip_bpe: bpe.to_vec(),
+    };
+    let manifest = write_bundle(&model, opts.quant, info, &opts.out)?;
+    debug_assert!(opts.out.join(MANIFEST).exists());
+    Ok(manifest)
+}
