@@ -14,8 +14,9 @@ use std::process::Command;
 use burn::prelude::*;
 use image::RgbImage;
 
-use dynrefer::bundle::Quant;
-use dynrefer::convert::write::projected_size;
+use dynrefer::bundle::{FitError, Target};
+use dynrefer::bundle::{Manifest, Quant};
+use dynrefer::convert::write::projected_manifest;
 use dynrefer::describe::{DescribeOptions, Describer};
 use dynrefer::model::clip_text::ClipTextConfig;
 use dynrefer::model::dynrefer::DynReferConfig;
@@ -243,7 +244,8 @@ fn real_model_bundle_sizes() {
     );
     let mut sizes = Vec::new();
     for quant in [Quant::F32, Quant::F16, Quant::Q8, Quant::Q4] {
-        let (params, bytes) = projected_size(&real, quant);
+        let manifest = projected_manifest(&real, quant, "DynRefer-FlanT5-XL");
+        let (params, bytes) = (manifest.parameters(), manifest.shards.iter().map(|s| s.bytes).sum::<u64>());
         eprintln!(
             "{}: {params} parameters, {:.2} GB, {:.3} bytes/parameter",
             quant.name(),
@@ -256,6 +258,32 @@ fn real_model_bundle_sizes() {
     assert!((4.0e9..4.5e9).contains(&(params as f64)), "{params}");
     assert!(sizes[3].1 as f64 <= 2.4e9, "q4 bundle {} bytes", sizes[3].1);
     assert!(sizes[2].1 as f64 <= 4.5e9, "q8 bundle {} bytes", sizes[2].1);
+
+    // byte counts pass 4 GiB (wasm32's usize would wrap): they are u64, through JSON too
+    let q8 = projected_manifest(&real, Quant::Q8, "real");
+    assert!(q8.total_bytes() > u64::from(u32::MAX), "{}", q8.total_bytes());
+    let json = serde_json::to_vec(&q8).unwrap();
+    assert_eq!(Manifest::parse("q8", &json).unwrap().total_bytes(), q8.total_bytes());
+
+    // what is checked before a download: the CPU fallback keeps f32 weights in wasm32's memory
+    let q4 = projected_manifest(&real, Quant::Q4, "real");
+    let cpu = Target::Cpu { max_bytes: 2 << 30 };
+    let refused = q4.check_fit(&cpu).unwrap_err();
+    assert!(matches!(refused, FitError::CpuMemory { needed, .. } if needed == 4 * params), "{refused:?}");
+    assert!(refused.to_string().contains("16.4 GB") && refused.to_string().contains("WebGPU"), "{refused}");
+    // on a GPU q4 fits WebGPU's default binding limit (128 MiB); f16, widened to f32, is refused
+    let gpu = Target::Gpu { max_binding: 128 << 20, max_bytes: 6_000_000_000 };
+    assert_eq!(q4.check_fit(&gpu), Ok(()));
+    assert_eq!(q8.check_fit(&gpu), Ok(()));
+    let f16 = projected_manifest(&real, Quant::F16, "real").check_fit(&gpu).unwrap_err().to_string();
+    assert!(f16.contains("16.4 GB of GPU memory") && f16.contains("q4") && f16.contains("q8"), "{f16}");
+    // a GPU with room but a small binding limit: the 32128 × 2048 embedding is named
+    let roomy = Target::Gpu { max_binding: 128 << 20, max_bytes: u64::MAX };
+    let binding = projected_manifest(&real, Quant::F32, "real").check_fit(&roomy).unwrap_err();
+    assert!(
+        matches!(&binding, FitError::Binding { tensor, bytes, .. } if tensor.starts_with("t5.") && *bytes == 4 * 32128 * 2048),
+        "{binding:?}"
+    );
 }
 
 /// A copy of `bundle` whose `file` is changed by `edit`.

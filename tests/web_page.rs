@@ -222,6 +222,106 @@ fn page_works_on_webgpu() {
     page_flow(true);
 }
 
+/// Models that cannot run are refused before their download, each with a message that says why:
+/// the real model on the CPU fallback (16.4 GB as f32 weights), an f16 bundle of it on WebGPU
+/// (widened to f32 on the GPU), and a tensor larger than the adapter's storage-binding limit
+/// (lowered through the page's test hook `?gpu-max-binding=`). The manifests are the real model's
+/// as converting it would write them; no shard exists, and none is asked for.
+#[test]
+#[ignore = "needs dist/ (trunk build) and chromedriver: run by tools/test.sh"]
+fn models_that_cannot_run_are_refused_before_download() {
+    use dynrefer::bundle::Quant;
+    use dynrefer::convert::write::projected_manifest;
+    for (quant, folder) in [(Quant::Q4, "full-q4"), (Quant::F16, "full-f16")] {
+        let dir = dist().join(folder);
+        std::fs::create_dir_all(&dir).unwrap();
+        let manifest = projected_manifest(&common::real_config(), quant, "DynRefer-FlanT5-XL");
+        std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    }
+    let server = StaticServer::start(&dist());
+    let shards_fetched = |browser: &Browser| {
+        browser.js(
+            "return performance.getEntriesByType('resource').filter(e => e.name.includes('/full-')).map(e => e.name)",
+            serde_json::json!([]),
+        )
+    };
+    let refused = |browser: &Browser, url: &str, needles: &[&str]| {
+        browser.goto(&server.url(url));
+        browser.wait_status(url, Duration::from_secs(120), |s| s.starts_with("error") || s == "ready");
+        let status = browser.role_text("status").unwrap();
+        for n in needles {
+            assert!(status.contains(n), "{url}: {status:?} should say {n:?}");
+        }
+        eprintln!("{url}: {status}");
+    };
+
+    let cpu = Browser::start(false);
+    refused(&cpu, "/?model=full-q4/", &["16.4 GB as f32 weights", "WebGPU"]);
+    assert_eq!(shards_fetched(&cpu), serde_json::json!([format!("{}full-q4/manifest.json", server.url("/"))]));
+
+    let gpu = Browser::start(true);
+    refused(&gpu, "/?model=full-f16/", &["f16 bundle", "16.4 GB of GPU memory", "q4", "q8"]);
+    assert_eq!(shards_fetched(&gpu), serde_json::json!([format!("{}full-f16/manifest.json", server.url("/"))]));
+    let adapter = gpu.role_text("adapter").unwrap();
+    assert!(adapter.contains("software"), "SwiftShader is named as a software GPU: {adapter:?}");
+    refused(&gpu, "/?gpu-max-binding=4096", &["takes", "largest buffer binding"]);
+}
+
+/// Not a test: the real model, converted to q4 (`DYNREFER_FULL_BUNDLE`, e.g. by
+/// `tools/rehearse-full.sh`), in the page on SwiftShader's WebGPU: loaded with `?model=`, a box
+/// described with one beam and `DYNREFER_FULL_TOKENS` new tokens (default 3), the caption ids
+/// compared with the CLI's on the same bundle; prints the load time and each stage's time.
+#[test]
+#[ignore = "benchmark"]
+fn bench_full_size_model_in_the_page() {
+    let bundle = PathBuf::from(std::env::var("DYNREFER_FULL_BUNDLE").expect("set DYNREFER_FULL_BUNDLE"));
+    let tokens: usize = std::env::var("DYNREFER_FULL_TOKENS").ok().and_then(|t| t.parse().ok()).unwrap_or(3);
+    let site = StaticServer::start(&dist());
+    let models = StaticServer::with_headers(&bundle, &["Access-Control-Allow-Origin: *"]);
+    let browser = Browser::start(true);
+    let t0 = std::time::Instant::now();
+    browser.goto(&site.url(&format!("/?model={}&tokens={tokens}", models.url("/"))));
+    let hour = Duration::from_secs(3600);
+    browser.wait_status("the full model", hour, |s| s == "ready" || s.starts_with("error"));
+    let loading = browser.js("return document.querySelector('.loading').textContent", serde_json::json!([]));
+    println!("loaded in {:.0} s: {loading}", t0.elapsed().as_secs_f64());
+    assert_eq!(browser.role_text("status").as_deref(), Some("ready"));
+    browser.js("document.querySelector('button.example').click()", serde_json::json!([]));
+    browser.wait_status("the example photo", Duration::from_secs(60), |s| s == "ready" || s.starts_with("error"));
+    browser.js(
+        "const b = document.querySelector('select.beams'); b.value = '1'; b.dispatchEvent(new Event('change'));",
+        serde_json::json!([]),
+    );
+    let t1 = std::time::Instant::now();
+    browser.type_into(".box-text", "100,100,300,250\n");
+    let mut last = String::new();
+    browser.wait_status("the description", hour, |s| {
+        let stage = browser.role_text("stage").unwrap_or_default();
+        if stage != last {
+            println!("[{:>6.0} s] {stage}", t1.elapsed().as_secs_f64());
+            last = stage;
+        }
+        s == "done" || s.starts_with("error")
+    });
+    println!(
+        "described in {:.0} s; stages (ms): {}",
+        t1.elapsed().as_secs_f64(),
+        browser.role_text("timings").unwrap_or_default()
+    );
+    assert_eq!(browser.role_text("status").as_deref(), Some("done"));
+    let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynrefer"))
+        .args(["describe", "--model", bundle.to_str().unwrap(), "--image"])
+        .arg(dist().join("examples/field.jpg"))
+        .args(["--box", "100,100,300,250", "--beams", "1", "--max-new-tokens", &tokens.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let native: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    println!("page caption ids {} / CLI {}", page["caption_ids"], native["caption_ids"]);
+    assert_eq!(page["caption_ids"], native["caption_ids"]);
+}
+
 /// A description from the page equals the CLI's: views, tag set, scores within 1e-4, caption ids.
 fn assert_same_description(page: &serde_json::Value, native: &serde_json::Value) {
     assert!(same_numbers(&page["views"], &native["views"]), "views: page {} CLI {}", page["views"], native["views"]);

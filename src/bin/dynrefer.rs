@@ -17,7 +17,7 @@ use dynrefer::convert::write::{BundleInfo, write_bundle};
 use dynrefer::convert::{Inputs, plan};
 use dynrefer::describe::{DescribeOptions, Describer};
 use dynrefer::photo::{DEFAULT_MAX_PIXELS, decode_photo};
-use dynrefer::train::{Event, TrainOptions};
+use dynrefer::train::{Event, TrainOptions, Trained};
 use dynrefer::views::{RegionBox, ViewOptions, Views, build_views};
 
 #[derive(Parser)]
@@ -175,6 +175,9 @@ struct TrainArgs {
     from: Option<PathBuf>,
     #[arg(long, default_value_t = 6000)]
     steps: usize,
+    /// End this run after this many steps; a later run goes on from the checkpoint.
+    #[arg(long)]
+    stop_after: Option<usize>,
     /// Regions per step.
     #[arg(long, default_value_t = 16)]
     batch: usize,
@@ -530,6 +533,7 @@ fn run_train(args: &TrainArgs) -> Result<(), Failure> {
         checkpoints: args.checkpoints.clone().unwrap_or_else(|| checkpoints.into()),
         from: args.from.clone(),
         steps: args.steps,
+        stop_after: args.stop_after,
         batch: args.batch.max(1),
         lr: args.lr,
         warmup: args.warmup,
@@ -543,7 +547,7 @@ fn run_train(args: &TrainArgs) -> Result<(), Failure> {
     };
     let tty = std::io::stderr().is_terminal();
     let started = Instant::now();
-    let manifest = dynrefer::train::train(&opts, &device(&args.device)?, |event| match event {
+    let trained = dynrefer::train::train(&opts, &device(&args.device)?, |event| match event {
         Event::Examples(n) => eprintln!("train: {n} annotated regions, views built"),
         Event::Resumed(step) => eprintln!("train: resumed from the checkpoint at step {step}"),
         Event::Checkpoint(step) if !tty => eprintln!("train: checkpoint at step {step}"),
@@ -572,12 +576,15 @@ fn run_train(args: &TrainArgs) -> Result<(), Failure> {
         }
     })
     .map_err(|e| Failure(e.to_string()))?;
-    let summary = serde_json::json!({
-        "out": args.out,
-        "steps": args.steps,
-        "minutes": started.elapsed().as_secs_f64() / 60.0,
-        "bytes": manifest.total_bytes(),
-    });
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    let summary = match trained {
+        Trained::Bundle(manifest) => serde_json::json!({
+            "out": args.out, "steps": args.steps, "minutes": minutes, "bytes": manifest.total_bytes(),
+        }),
+        Trained::Paused { step } => serde_json::json!({
+            "checkpoints": opts.checkpoints, "step": step, "steps": args.steps, "minutes": minutes,
+        }),
+    };
     println!("{summary}");
     Ok(())
 }

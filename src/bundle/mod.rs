@@ -364,8 +364,8 @@ pub enum FitError {
     #[error(
         "tensor {tensor} takes {} on the GPU, more than this adapter's largest buffer binding ({}); a q4 or q8 bundle \
          stores it in fewer bytes",
-        mb(*bytes),
-        mb(*limit)
+        size(*bytes),
+        size(*limit)
     )]
     Binding { tensor: String, bytes: u64, limit: u64 },
 }
@@ -374,8 +374,13 @@ fn gb(bytes: u64) -> String {
     format!("{:.1} GB", bytes as f64 / 1e9)
 }
 
-fn mb(bytes: u64) -> String {
-    format!("{:.0} MB", bytes as f64 / 1e6)
+fn size(bytes: u64) -> String {
+    match bytes {
+        0..1_000 => format!("{bytes} bytes"),
+        1_000..1_000_000 => format!("{:.1} kB", bytes as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.0} MB", bytes as f64 / 1e6),
+        _ => gb(bytes),
+    }
 }
 
 impl Manifest {

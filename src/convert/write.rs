@@ -184,17 +184,60 @@ impl ModuleVisitor for ParamShapes {
     }
 }
 
-/// Parameters and bundle bytes of a model of `config` in mode `quant`, from its lazily built
-/// modules: what converting the real checkpoints would write, without them.
-pub fn projected_size(config: &DynReferConfig, quant: Quant) -> (u64, u64) {
-    ParamShapes::of(&config.init(&Device::flex())).params.iter().fold((0, 0), |(params, bytes), p| {
+/// The manifest converting official checkpoints of `config` would write in mode `quant`: every
+/// tensor's name, dtype and shape and every shard's size, from the model's lazily built modules,
+/// without any weight (hashes are left empty, names of vocabulary entries are placeholders). For
+/// sizes, and for checks made before a download, of models too large to convert here.
+pub fn projected_manifest(config: &DynReferConfig, quant: Quant, name: &str) -> Manifest {
+    let mut params = ParamShapes::of(&config.init(&Device::flex())).params;
+    params.sort_by(|a, b| a.official.cmp(&b.official));
+    let (mut shards, mut tensors, mut pending) = (Vec::new(), BTreeMap::new(), 0u64);
+    let close = |shards: &mut Vec<FileEntry>, bytes: u64| {
+        let file = format!("weights-{:05}.{}", shards.len(), quant.shard_extension());
+        shards.push(FileEntry { file, bytes, sha256: String::new() });
+    };
+    for p in &params {
         let mut shape = p.shape.clone();
         if p.linear {
-            shape.reverse();
+            shape.reverse(); // burn's layout, which decides the quantization blocks
         }
         let quantized = p.matrix && quant.quantizes(&shape);
-        (params + shape.iter().product::<usize>() as u64, bytes + quant.stored_bytes(&shape, quantized))
-    })
+        let bytes = quant.stored_bytes(&shape, quantized);
+        if pending + bytes > MAX_SHARD_BYTES as u64 && pending > 0 {
+            close(&mut shards, pending);
+            pending = 0;
+        }
+        pending += bytes;
+        let (name, dtype, shape) = match quant {
+            _ if quantized => (p.burn.clone(), quant.name().to_string(), shape),
+            Quant::F16 => (p.official.clone(), "F16".to_string(), p.shape.clone()),
+            Quant::F32 => (p.official.clone(), "F32".to_string(), p.shape.clone()),
+            _ => (p.burn.clone(), "F32".to_string(), shape),
+        };
+        tensors.insert(name, TensorEntry { shard: shards.len(), dtype, shape });
+    }
+    close(&mut shards, pending);
+    let [tags, templates, classes] = config.vocab_sizes;
+    let names = |what: &str, n: usize| (0..n).map(|i| format!("{what} {i}")).collect::<Vec<_>>();
+    let placeholder = |file: &str| FileEntry { file: file.into(), bytes: 0, sha256: String::new() };
+    Manifest {
+        format: FORMAT.into(),
+        version: VERSION,
+        name: name.into(),
+        quant,
+        config: config.clone(),
+        tag_threshold: 0.76,
+        vocabularies: VocabularyNames {
+            tags: names("tag", tags),
+            attributes: names("attribute", templates / 2),
+            templates_per_attribute: vec![2; templates / 2],
+            classes: names("class", classes),
+        },
+        t5_tokenizer: placeholder("tokenizer.json"),
+        clip_bpe: placeholder("clip_bpe.txt.gz"),
+        shards,
+        tensors,
+    }
 }
 
 /// A tensor in the form the bundle stores: official name and layout for float bundles; burn's

@@ -25,7 +25,7 @@ use crate::decode::clip_bpe::ClipBpe;
 use crate::model::dynrefer::{DynRefer, DynReferConfig, VocabEmbeddings};
 use crate::scenes::Rng;
 use crate::views::ViewOptions;
-use data::{BatchOptions, Example};
+use data::{Batch, BatchOptions, Example};
 use loss::{Losses, VocabTokens};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,14 @@ pub enum TrainError {
     Open(#[from] crate::describe::OpenError),
     #[error(transparent)]
     Convert(#[from] crate::convert::ConvertError),
+}
+
+/// How a run of [`train`] ended.
+pub enum Trained {
+    /// Every step done: the bundle written.
+    Bundle(Manifest),
+    /// Stopped after a step as asked (`stop_after`); the checkpoint goes on from there.
+    Paused { step: usize },
 }
 
 fn file_err(path: &Path, message: impl ToString) -> TrainError {
@@ -56,6 +64,8 @@ pub struct TrainOptions {
     /// Start from this bundle's weights and text resources instead of from scratch.
     pub from: Option<PathBuf>,
     pub steps: usize,
+    /// End this run after this many steps (of `steps`); a later run goes on from its checkpoint.
+    pub stop_after: Option<usize>,
     pub batch: usize,
     pub lr: f64,
     pub warmup: usize,
@@ -149,11 +159,9 @@ impl ModuleMapper for TrainingInit {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let name = self.path.last().map(String::as_str).unwrap_or_default();
         let std = match name {
-            "query_tokens" | "cls_token" | "pos_embed" | "positional_embedding" => 0.02,
-            "in_proj_weight" | "text_projection" => {
-                let fan_in = param.shape().dims::<D>()[D - 1];
-                (fan_in as f64).powf(-0.5)
-            }
+            // small vocabulary embeddings leave room beside them for what the heads see
+            "query_tokens" | "cls_token" | "pos_embed" | "positional_embedding" | "text_projection" => 0.02,
+            "in_proj_weight" => (param.shape().dims::<D>()[D - 1] as f64).powf(-0.5),
             _ => return param,
         };
         let device = self.device.clone();
@@ -226,13 +234,12 @@ fn start(
 }
 
 fn save_checkpoint(
-    opts: &TrainOptions,
+    dir: &Path,
     state: &State,
     model: &DynRefer,
     optimizer: &ModuleOptimizer,
     text: (&[u8], &[u8]),
 ) -> Result<(), TrainError> {
-    let dir = &opts.checkpoints;
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
     // written beside, then renamed: an interrupted save leaves the previous checkpoint whole
     let tmp = |file: &str| dir.join(format!("{file}.tmp"));
@@ -249,84 +256,145 @@ fn save_checkpoint(
     Ok(())
 }
 
-/// The `k`-th example of the whole run: epochs of a seeded shuffle, so a resumed run draws the
-/// examples it would have drawn.
-fn example_index(k: usize, count: usize, seed: u64) -> usize {
-    let epoch = k / count;
-    let mut order: Vec<usize> = (0..count).collect();
-    let mut rng = Rng::new(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
-    for i in (1..count).rev() {
-        order.swap(i, rng.below(i + 1));
+/// The examples of the whole run in order: epochs of a seeded shuffle, so that a resumed run
+/// draws the examples it would have drawn.
+struct Sampler {
+    count: usize,
+    seed: u64,
+    epoch: Option<(usize, Vec<usize>)>,
+}
+
+impl Sampler {
+    /// The `k`-th example of the run.
+    fn pick(&mut self, k: usize) -> usize {
+        let epoch = k / self.count;
+        if self.epoch.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let mut order: Vec<usize> = (0..self.count).collect();
+            let mut rng = Rng::new(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9));
+            for i in (1..self.count).rev() {
+                order.swap(i, rng.below(i + 1));
+            }
+            self.epoch = Some((epoch, order));
+        }
+        self.epoch.as_ref().expect("this epoch's order").1[k % self.count]
     }
-    order[k % count]
+}
+
+/// A model being trained, with its optimizer, vocabularies and text resources.
+pub struct Trainer {
+    pub model: DynRefer,
+    pub config: DynReferConfig,
+    pub names: VocabularyNames,
+    pub tokenizer: T5Tokenizer,
+    /// Steps done so far (a resumed run starts at its checkpoint's).
+    pub step: usize,
+    optim: ModuleOptimizer,
+    vocab: VocabTokens,
+    tokenizer_json: Vec<u8>,
+    bpe: Vec<u8>,
+    resumed: bool,
+    device: Device,
+    plain: Device,
+}
+
+impl Trainer {
+    /// The model to train for `opts.data`: the checkpoint's when there is one, else the bundle's
+    /// of `opts.from`, else a new one of [`world::shapes_config`]'s size.
+    pub fn new(opts: &TrainOptions, device: &Device) -> Result<Trainer, TrainError> {
+        let data_dir = opts.data.parent().unwrap_or(Path::new("."));
+        let (names, templates) = vocabularies(data_dir)?;
+        let prompt_texts = prompts(&names, &templates);
+        let annotations = crate::scenes::read_annotations(&opts.data).map_err(TrainError::Data)?;
+        let captions: Vec<String> = annotations.iter().map(|a| a.caption.clone()).collect();
+        let plain = device.clone();
+        let device = device.clone().autodiff();
+        let Start { model, config, tokenizer_json, bpe, step, optimizer } =
+            start(opts, &names, &prompt_texts, &captions, &device)?;
+        let tokenizer =
+            T5Tokenizer::from_json(&tokenizer_json, config.max_txt_len).map_err(|e| TrainError::Data(e.to_string()))?;
+        let clip_bpe = ClipBpe::from_gzip(&bpe).map_err(|e| TrainError::Data(e.to_string()))?;
+        let context = config.clip_text.context;
+        let vocab = VocabTokens {
+            rows: prompt_texts.iter().flat_map(|t| clip_bpe.tokenize(t, context)).map(i64::from).collect(),
+            context,
+            sizes: [names.tags.len(), templates.len(), names.classes.len()],
+            templates_per_attribute: names.templates_per_attribute.clone(),
+        };
+        let mut optim = AdamWConfig::new()
+            .with_weight_decay(opts.weight_decay)
+            .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
+            .init();
+        let resumed = optimizer.is_some();
+        if let Some(path) = optimizer {
+            optim = optim.load(&path).map_err(|e| file_err(&path, e))?;
+        }
+        Ok(Trainer { model, config, names, tokenizer, step, optim, vocab, tokenizer_json, bpe, resumed, device, plain })
+    }
+
+    /// The data's regions with their views built at the model's size.
+    pub fn examples(&self, data: &Path) -> Result<Vec<Example>, TrainError> {
+        let views = ViewOptions { num_views: self.config.num_views, size: self.config.image_size as u32 };
+        data::load_examples(data, &self.names, &self.tokenizer, &views).map_err(TrainError::Data)
+    }
+
+    /// `examples` as a batch on the training device.
+    pub fn batch(&self, examples: &[&Example], tag_drop: f64, rng: &mut Rng) -> Result<Batch, TrainError> {
+        let options = BatchOptions { tag_drop, start_id: self.config.t5.decoder_start_token_id };
+        data::batch(examples, &self.names, &self.tokenizer, &options, rng, &self.device).map_err(TrainError::Data)
+    }
+
+    /// One optimizer step on `batch` at learning rate `lr`; returns the losses before it
+    /// (caption, tags, attributes, class).
+    pub fn step(&mut self, batch: &Batch, lr: f64) -> [f32; 4] {
+        let losses: Losses = loss::losses(&self.model, &self.vocab, batch);
+        let grads = GradientsParams::from_grads(losses.total().backward(), &self.model);
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+        self.step += 1;
+        let value = |t: &Tensor<1>| t.clone().into_scalar::<f32>();
+        [value(&losses.caption), value(&losses.tags), value(&losses.attributes), value(&losses.class)]
+    }
+
+    pub fn save_checkpoint(&self, dir: &Path, seed: u64) -> Result<(), TrainError> {
+        let state = State { step: self.step, seed, config: self.config.clone(), names: self.names.clone() };
+        save_checkpoint(dir, &state, &self.model, &self.optim, (&self.tokenizer_json, &self.bpe))
+    }
+
+    /// The trained model as a bundle of `opts.quant` in `opts.out`.
+    pub fn export(self, opts: &TrainOptions) -> Result<Manifest, TrainError> {
+        let text = (self.tokenizer_json.as_slice(), self.bpe.as_slice());
+        export(self.model.valid(), &self.vocab, &self.plain, opts, self.config.clone(), self.names.clone(), text)
+    }
 }
 
 /// Trains and writes the bundle; `event` hears the examples, each step and each checkpoint.
-pub fn train(opts: &TrainOptions, device: &Device, mut event: impl FnMut(Event)) -> Result<Manifest, TrainError> {
-    let data_dir = opts.data.parent().unwrap_or(Path::new("."));
-    let (names, templates) = vocabularies(data_dir)?;
-    let prompt_texts = prompts(&names, &templates);
-    let annotations = crate::scenes::read_annotations(&opts.data).map_err(TrainError::Data)?;
-    let captions: Vec<String> = annotations.iter().map(|a| a.caption.clone()).collect();
-    let plain = device.clone();
-    let device = device.clone().autodiff();
-    let Start { mut model, config, tokenizer_json, bpe, step: first, optimizer } =
-        start(opts, &names, &prompt_texts, &captions, &device)?;
-    let tokenizer =
-        T5Tokenizer::from_json(&tokenizer_json, config.max_txt_len).map_err(|e| TrainError::Data(e.to_string()))?;
-    let clip_bpe = ClipBpe::from_gzip(&bpe).map_err(|e| TrainError::Data(e.to_string()))?;
-
-    let views = ViewOptions { num_views: config.num_views, size: config.image_size as u32 };
-    let examples: Vec<Example> =
-        data::load_examples(&opts.data, &names, &tokenizer, &views).map_err(TrainError::Data)?;
+pub fn train(opts: &TrainOptions, device: &Device, mut event: impl FnMut(Event)) -> Result<Trained, TrainError> {
+    let mut trainer = Trainer::new(opts, device)?;
+    let examples = trainer.examples(&opts.data)?;
     event(Event::Examples(examples.len()));
-    let context = config.clip_text.context;
-    let rows: Vec<i64> = prompt_texts.iter().flat_map(|t| clip_bpe.tokenize(t, context)).map(i64::from).collect();
-    let vocab = VocabTokens {
-        rows,
-        context,
-        sizes: [names.tags.len(), templates.len(), names.classes.len()],
-        templates_per_attribute: names.templates_per_attribute.clone(),
-    };
-
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(opts.weight_decay)
-        .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
-        .init();
-    if let Some(path) = optimizer {
-        optim = optim.load(&path).map_err(|e| file_err(&path, e))?;
-        event(Event::Resumed(first));
+    if trainer.resumed {
+        event(Event::Resumed(trainer.step));
     }
-    let batch_options = BatchOptions { tag_drop: opts.tag_drop, start_id: config.t5.decoder_start_token_id };
+    let mut sampler = Sampler { count: examples.len(), seed: opts.seed, epoch: None };
+    let (first, last) = (trainer.step, opts.stop_after.map_or(opts.steps, |s| s.min(opts.steps)));
     let started = std::time::Instant::now();
-    for step in first..opts.steps {
+    while trainer.step < last {
+        let step = trainer.step;
         let mut rng = Rng::new(opts.seed ^ (step as u64).wrapping_mul(0xD134_2543_DE82_EF95));
-        let picked: Vec<&Example> = (0..opts.batch)
-            .map(|i| &examples[example_index(step * opts.batch + i, examples.len(), opts.seed)])
-            .collect();
-        let batch =
-            data::batch(&picked, &names, &tokenizer, &batch_options, &mut rng, &device).map_err(TrainError::Data)?;
-        let losses: Losses = loss::losses(&model, &vocab, &batch);
-        let total = losses.total();
-        let grads = GradientsParams::from_grads(total.backward(), &model);
+        let picked: Vec<&Example> = (0..opts.batch).map(|i| &examples[sampler.pick(step * opts.batch + i)]).collect();
+        let batch = trainer.batch(&picked, opts.tag_drop, &mut rng)?;
         let lr = learning_rate(step, opts);
-        model = optim.step(lr, model, grads);
-        let value = |t: &Tensor<1>| t.clone().into_scalar::<f32>();
-        let report = StepReport {
-            step: step + 1,
-            steps: opts.steps,
-            loss: [value(&losses.caption), value(&losses.tags), value(&losses.attributes), value(&losses.class)],
-            lr,
-            rate: ((step + 1 - first) * opts.batch) as f64 / started.elapsed().as_secs_f64(),
-        };
-        event(Event::Step(&report));
-        if (step + 1) % opts.checkpoint_every == 0 || step + 1 == opts.steps {
-            let state = State { step: step + 1, seed: opts.seed, config: config.clone(), names: names.clone() };
-            save_checkpoint(opts, &state, &model, &optim, (&tokenizer_json, &bpe))?;
+        let loss = trainer.step(&batch, lr);
+        let rate = ((step + 1 - first) * opts.batch) as f64 / started.elapsed().as_secs_f64();
+        event(Event::Step(&StepReport { step: step + 1, steps: opts.steps, loss, lr, rate }));
+        if (step + 1) % opts.checkpoint_every == 0 || step + 1 == last {
+            trainer.save_checkpoint(&opts.checkpoints, opts.seed)?;
             event(Event::Checkpoint(step + 1));
         }
     }
-    export(model.valid(), &vocab, &plain, opts, config, names, (&tokenizer_json, &bpe))
+    if trainer.step < opts.steps {
+        return Ok(Trained::Paused { step: trainer.step });
+    }
+    trainer.export(opts).map(Trained::Bundle)
 }
 
 /// The trained model as a bundle: vocabulary embeddings from its own text tower.

@@ -194,6 +194,9 @@ fn App() -> impl IntoView {
     let model_name = RwSignal::new("loading…".to_string());
     let loading = RwSignal::new(String::new());
     let beams = RwSignal::new(5usize);
+    // `?tokens=N` caps the caption's length (30 by default, as the official demo), e.g. to time a
+    // large model on a slow device
+    let max_new_tokens = model::query_param("tokens").and_then(|t| t.parse().ok()).unwrap_or(30usize);
     let controls = RwSignal::new(String::new());
     let threshold = RwSignal::new(String::new());
     let description = RwSignal::new(None::<Description>);
@@ -331,6 +334,7 @@ fn App() -> impl IntoView {
         let options = DescribeOptions {
             num_views: Some(opts.num_views),
             beams: beams.get_untracked(),
+            max_new_tokens,
             controls: (!controls.trim().is_empty()).then_some(controls),
             tag_threshold: threshold.get_untracked().trim().parse().ok(),
             ..DescribeOptions::default()
@@ -506,7 +510,7 @@ fn App() -> impl IntoView {
                 </label>
                 <label>
                     " Beams "
-                    <select on:change=move |ev| beams.set(event_target_value(&ev).parse().unwrap_or(5))>
+                    <select class="beams" on:change=move |ev| beams.set(event_target_value(&ev).parse().unwrap_or(5))>
                         {(1..=5).map(|n| view! { <option value=n selected=n == 5>{n}</option> }).collect_view()}
                     </select>
                 </label>

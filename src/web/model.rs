@@ -10,11 +10,15 @@ use wasm_bindgen_futures::JsFuture;
 use crate::bundle::{FileEntry, Loader, MANIFEST, Manifest, Progress, Target};
 use crate::describe::Describer;
 
+/// A parameter of the page's URL (`?name=value`).
+pub fn query_param(name: &str) -> Option<String> {
+    let query = web_sys::window()?.location().search().ok()?;
+    web_sys::UrlSearchParams::new_with_str(&query).ok()?.get(name)
+}
+
 /// The bundle's folder URL: `?model=URL` or the built-in model next to the page.
 pub fn bundle_url() -> String {
-    let query = web_sys::window().and_then(|w| w.location().search().ok()).unwrap_or_default();
-    let from_query = web_sys::UrlSearchParams::new_with_str(&query).ok().and_then(|p| p.get("model"));
-    folder_url(&from_query.filter(|u| !u.is_empty()).unwrap_or_else(|| "model/".to_string()))
+    folder_url(&query_param("model").filter(|u| !u.is_empty()).unwrap_or_else(|| "model/".to_string()))
 }
 
 /// A folder URL ends with a slash (a trailing `manifest.json` is taken off).

@@ -199,7 +199,7 @@ impl Browser {
     }
 
     /// Waits until `[data-role=status]` satisfies `done`; returns its text.
-    pub fn wait_status(&self, what: &str, timeout: Duration, done: impl Fn(&str) -> bool) -> String {
+    pub fn wait_status(&self, what: &str, timeout: Duration, mut done: impl FnMut(&str) -> bool) -> String {
         let t0 = Instant::now();
         loop {
             let s = self.role_text("status").unwrap_or_default();

@@ -193,3 +193,17 @@ pub fn assert_fails(out: &std::process::Output, what: &str, needles: &[&str]) {
         assert!(stderr.contains(n), "{stderr:?} should name {n:?}");
     }
 }
+
+/// The real DynRefer-FlanT5-XL's sizes (4.1 B parameters), for models built from their shapes only.
+#[cfg(feature = "model")]
+pub fn real_config() -> dynrefer::model::dynrefer::DynReferConfig {
+    use dynrefer::model::{clip_text, dynrefer::DynReferConfig, heads, qformer, t5, visual, vit};
+    DynReferConfig::new(
+        visual::VisualConfig::new(vit::VitConfig::new()),
+        qformer::QformerConfig::new(),
+        heads::HeadsConfig::new(),
+        clip_text::ClipTextConfig::new(),
+        t5::T5Config::new(),
+        [4585, 536, 80],
+    )
+}

@@ -1,0 +1,158 @@
+//! Training, small: `dynrefer scenes` writes what it says, a few steps on one fixed batch lower the
+//! loss, and a run stopped half way and resumed from its checkpoint ends where an uninterrupted
+//! run ends.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::Device;
+use dynrefer::bundle::Quant;
+use dynrefer::convert::attribute_prompts;
+use dynrefer::scenes::{self, Rng};
+use dynrefer::train::{TrainOptions, Trainer};
+
+fn dynrefer(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dynrefer")).args(args).output().unwrap()
+}
+
+fn run_ok(args: &[&str]) -> (serde_json::Value, String) {
+    let out = dynrefer(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    (serde_json::from_slice(&out.stdout).unwrap(), stderr)
+}
+
+/// `count` scenes of `seed` in a scratch folder.
+fn scenes_in(name: &str, count: usize, seed: u64) -> PathBuf {
+    let dir = common::scratch_dir("train", name);
+    let (summary, _) =
+        run_ok(&["scenes", "--count", &count.to_string(), "--seed", &seed.to_string(), "--out", dir.to_str().unwrap()]);
+    assert_eq!(summary["scenes"], count);
+    dir
+}
+
+#[test]
+fn scenes_write_what_they_say() {
+    let dir = scenes_in("scenes", 8, 3);
+    let lines = scenes::read_annotations(&dir.join(scenes::ANNOTATIONS)).unwrap();
+    assert!(lines.len() >= 8, "1–6 objects a scene");
+    // the vocabulary files are in the official formats, and hold every name the lines use
+    let tags: Vec<String> =
+        std::fs::read_to_string(dir.join("ram_tag_list.txt")).unwrap().lines().map(String::from).collect();
+    let ovad: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("ovad2000.json")).unwrap()).unwrap();
+    let attributes = attribute_prompts(&ovad).unwrap().names;
+    let classes: Vec<String> = serde_json::from_slice(&std::fs::read(dir.join("coco.json")).unwrap()).unwrap();
+    for line in &lines {
+        let image = image::open(dir.join(&line.image)).unwrap();
+        let [x1, y1, x2, y2] = line.region;
+        assert!(
+            0.0 <= x1 && x1 < x2 && x2 <= image.width() as f64 && 0.0 <= y1 && y1 < y2 && y2 <= image.height() as f64
+        );
+        assert!((200..=1200).contains(&image.width()) && (200..=1200).contains(&image.height()));
+        assert!(line.tags.iter().all(|t| tags.contains(t)) && line.attributes.iter().all(|a| attributes.contains(a)));
+        assert!(classes.contains(&line.class));
+        // the caption says the color, the pattern unless plain, and the shape, with its article
+        let color = line.attributes[0].strip_prefix("color:").unwrap();
+        let pattern = line.attributes[1].strip_prefix("pattern:").unwrap();
+        let words = if pattern == "plain" {
+            format!("{color} {}", line.class)
+        } else {
+            format!("{color} {pattern} {}", line.class)
+        };
+        let article = if "aeiou".contains(&words[..1]) { "an" } else { "a" };
+        assert_eq!(line.caption, format!("{article} {words}"));
+        assert_eq!(line.tags[..2], [color.to_string(), line.class.clone()]);
+    }
+    // the same seed draws the same pictures
+    let again = scenes_in("scenes-again", 8, 3);
+    for name in ["scene-000000.jpg", "scene-000007.jpg", scenes::ANNOTATIONS] {
+        assert_eq!(std::fs::read(dir.join(name)).unwrap(), std::fs::read(again.join(name)).unwrap(), "{name}");
+    }
+}
+
+fn options(data: &Path, out: &Path, steps: usize) -> TrainOptions {
+    TrainOptions {
+        data: data.join(scenes::ANNOTATIONS),
+        out: out.to_path_buf(),
+        checkpoints: out.with_extension("checkpoints"),
+        from: None,
+        steps,
+        stop_after: None,
+        batch: 4,
+        lr: 1e-3,
+        warmup: 2,
+        weight_decay: 0.05,
+        seed: 1,
+        checkpoint_every: 100,
+        quant: Quant::F32,
+        name: "test".into(),
+        tag_threshold: 0.5,
+        tag_drop: 0.0,
+    }
+}
+
+#[test]
+fn a_few_steps_on_one_batch_lower_the_loss() {
+    let data = scenes_in("overfit", 3, 5);
+    let out = common::scratch_dir("train", "overfit-model");
+    let mut trainer = Trainer::new(&options(&data, &out, 10), &Device::flex()).unwrap();
+    let examples = trainer.examples(&data.join(scenes::ANNOTATIONS)).unwrap();
+    let picked: Vec<_> = examples.iter().take(4).collect();
+    let batch = trainer.batch(&picked, 0.0, &mut Rng::new(0)).unwrap();
+    let first = trainer.step(&batch, 1e-3);
+    let mut last = first;
+    for _ in 0..7 {
+        last = trainer.step(&batch, 1e-3);
+    }
+    let total = |l: [f32; 4]| l.iter().sum::<f32>();
+    eprintln!("losses (caption, tags, attributes, class): first {first:?}, after 8 steps {last:?}");
+    assert!(total(last) < 0.7 * total(first), "{first:?} -> {last:?}");
+    for (i, (a, b)) in first.iter().zip(last).enumerate() {
+        assert!(b < *a, "loss {i}: {a} -> {b}");
+    }
+}
+
+/// The bundle's shard hashes.
+fn shards(bundle: &Path) -> Vec<String> {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("manifest.json")).unwrap()).unwrap();
+    manifest["shards"].as_array().unwrap().iter().map(|s| s["sha256"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn a_stopped_run_resumes_from_its_checkpoint() {
+    let data = scenes_in("resume", 3, 9);
+    let dir = common::scratch_dir("train", "resume-models");
+    let annotations = data.join(scenes::ANNOTATIONS);
+    let train = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["train", "--data", annotations.to_str().unwrap(), "--out", out.to_str().unwrap()];
+        args.extend(["--steps", "6", "--batch", "3", "--warmup", "2", "--checkpoint-every", "2", "--seed", "4"]);
+        args.extend(extra);
+        run_ok(&args)
+    };
+    let straight = dir.join("straight");
+    train(&straight, &[]);
+    let resumed = dir.join("resumed");
+    let (paused, _) = train(&resumed, &["--stop-after", "3"]);
+    assert_eq!(paused["step"], 3);
+    assert!(!resumed.join("manifest.json").exists(), "no bundle before the last step");
+    let (_, stderr) = train(&resumed, &[]);
+    assert!(stderr.contains("resumed from the checkpoint at step 3"), "{stderr}");
+    assert_eq!(shards(&resumed), shards(&straight), "the resumed run ends where the straight one does");
+
+    // the bundle describes, and an eval of it runs through the same regions
+    let (report, _) = run_ok(&[
+        "eval",
+        "--model",
+        resumed.to_str().unwrap(),
+        "--data",
+        annotations.to_str().unwrap(),
+        "--beams",
+        "1",
+        "--limit",
+        "4",
+    ]);
+    assert_eq!(report["regions"], 4);
+    let _ = std::fs::remove_dir_all(&dir);
+}
