@@ -5,8 +5,8 @@
 //!
 //! The rules are fixed, so that anyone can draw test pictures for a model trained here:
 //! * a scene holds 1–6 objects; each has a shape, a color (each channel jittered by up to ±20)
-//!   and a pattern (plain, stripes in any direction, or dots); pattern marks are the object's
-//!   color at 45 % brightness, (110, 110, 110) on black;
+//!   and a pattern (plain, stripes in any direction, or dots, six to nine periods across the
+//!   object); pattern marks are the object's color at 45 % brightness, (110, 110, 110) on black;
 //! * an object's size (the diameter of the circle it fits in) is 6–60 % of the picture's short
 //!   side and never under 24 pixels, so that its pattern stays visible; any rotation; later
 //!   objects may hide up to 30 % of earlier ones, never of one of the same color;
@@ -586,7 +586,9 @@ fn place(
     })?;
     let size = rng.range(0.06, 0.6) * short;
     let radius = size.max(MIN_OBJECT_PX).min(short * 0.95) / 2.0;
-    let period = 2.0 * radius / rng.range(3.5, 6.0);
+    // six to nine stripes or rows of dots across the object: fine enough to read as a texture in
+    // each patch the model sees of it, coarse enough to survive JPEG on the smallest objects
+    let period = 2.0 * radius / rng.range(6.0, 9.0);
     for _ in 0..30 {
         let object = Object {
             shape,
@@ -597,7 +599,7 @@ fn place(
             radius,
             angle: rng.range(0.0, std::f64::consts::TAU),
             pattern_angle: rng.range(0.0, std::f64::consts::PI),
-            period: period.max(6.0),
+            period: period.max(4.0),
             phase: [rng.unit(), rng.unit()],
         };
         // the whole object inside the picture

@@ -156,3 +156,40 @@ fn a_stopped_run_resumes_from_its_checkpoint() {
     assert_eq!(report["regions"], 4);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The built-in model (`www/model`, made by `tools/train-demo-model.sh`) on held-out scenes of
+/// another seed than its training scenes: it must answer them right, and its q4 form (written
+/// from it by `dynrefer quantize`) must mostly agree with it.
+#[test]
+fn the_built_in_model_describes_held_out_scenes() {
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("www/model");
+    let data = scenes_in("held-out", 40, 4242);
+    let annotations = data.join(scenes::ANNOTATIONS);
+    let eval = |bundle: &Path| {
+        let (report, _) = run_ok(&["eval", "--model", bundle.to_str().unwrap(), "--data", annotations.to_str().unwrap(), "--details"]);
+        report
+    };
+    let report = eval(&model);
+    let score = |key: &str| report[key].as_f64().unwrap();
+    eprintln!(
+        "built-in model on {} held-out regions: caption {:.3}, class {:.3}, color {:.3}, pattern {:.3}, tag F1 {:.3}",
+        report["regions"], score("caption_exact"), score("class_top1"), score("color"), score("pattern"), score("tag_f1")
+    );
+    assert!(report["regions"].as_u64().unwrap() >= 100);
+    assert!(score("caption_exact") >= 0.9, "{report}");
+    assert!(score("class_top1") >= 0.95 && score("color") >= 0.95 && score("tag_f1") >= 0.9, "{report}");
+
+    let q4 = common::scratch_dir("train", "built-in-q4");
+    run_ok(&["quantize", "--model", model.to_str().unwrap(), "--quant", "q4", "--out", q4.to_str().unwrap()]);
+    let q4_report = eval(&q4);
+    let same = report["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(q4_report["answers"].as_array().unwrap())
+        .filter(|(a, b)| a["caption_ids"] == b["caption_ids"])
+        .count() as f64
+        / score("regions");
+    eprintln!("q4 of it: captions identical {same:.3}, caption accuracy {:.3}", q4_report["caption_exact"]);
+    assert!(same >= 0.85, "q4 captions identical to the q8 model's in {same:.3} of the regions");
+}

@@ -36,7 +36,7 @@ fn page_flow(webgpu: bool) {
     let backend = browser.role_text("backend").unwrap();
     assert_eq!(backend, if webgpu { "webgpu" } else { "cpu" });
     let model = browser.role_text("model").unwrap();
-    assert!(model.contains("untrained"), "the built-in model is named honestly: {model}");
+    assert!(model.contains("trained on generated scenes"), "the built-in model is named honestly: {model}");
 
     // A photo of the parity set, through the file input.
     let photo = common::photos().into_iter().find(|p| p.name == "field").unwrap();
@@ -142,11 +142,11 @@ fn page_flow(webgpu: bool) {
     browser.wait_status("the bad model URL", Duration::from_secs(60), |s| s.starts_with("error"));
     let error = browser.role_text("status").unwrap();
     assert!(error.contains("missing-model/manifest.json") && error.contains("404"), "{error}");
-    assert!(browser.role_text("model").unwrap().contains("untrained"));
+    assert!(browser.role_text("model").unwrap().contains("trained on generated scenes"));
     browser.js("document.querySelector('button.example').click()", serde_json::json!([]));
     browser.wait_status("the example photo", Duration::from_secs(30), |s| s == "ready" || s.starts_with("error"));
     assert_eq!(browser.role_text("status").as_deref(), Some("ready"));
-    browser.type_into(".box-text", "100,100,300,250\n");
+    browser.type_into(".box-text", "310,380,532.2,571.4\n");
     browser.wait_status("a box on the example", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
     assert_eq!(browser.role_text("status").as_deref(), Some("done"));
 
@@ -155,17 +155,17 @@ fn page_flow(webgpu: bool) {
     browser.type_into(".model-url", "model-q4/\n");
     browser.wait_status("the q4 model", Duration::from_secs(120), |s| s == "ready" || s.starts_with("error"));
     assert_eq!(browser.role_text("status").as_deref(), Some("ready"));
-    browser.type_into(".box-text", "100,100,300,250\n");
+    browser.type_into(".box-text", "310,380,532.2,571.4\n");
     browser.wait_status("a box with the q4 model", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
     assert_eq!(browser.role_text("status").as_deref(), Some("done"));
     let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
-    assert_same_description(&page, &native_describe_with(q4, &dist().join("examples/field.jpg"), "100,100,300,250", 3));
+    assert_same_description(&page, &native_describe_with(q4, &dist().join("examples/scene-1.jpg"), "310,380,532.2,571.4", 3));
 
     // The same bundle from a folder on this computer.
     browser.upload(".model-files", q4);
     browser.wait_status("the local bundle", Duration::from_secs(120), |s| s == "ready" || s.starts_with("error"));
     assert_eq!(browser.role_text("status").as_deref(), Some("ready"));
-    browser.type_into(".box-text", "100,100,300,250\n");
+    browser.type_into(".box-text", "310,380,532.2,571.4\n");
     browser
         .wait_status("a box with the local model", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
     let local: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
@@ -293,7 +293,7 @@ fn bench_full_size_model_in_the_page() {
         serde_json::json!([]),
     );
     let t1 = std::time::Instant::now();
-    browser.type_into(".box-text", "100,100,300,250\n");
+    browser.type_into(".box-text", "310,380,532.2,571.4\n");
     let mut last = String::new();
     browser.wait_status("the description", hour, |s| {
         let stage = browser.role_text("stage").unwrap_or_default();
@@ -312,8 +312,8 @@ fn bench_full_size_model_in_the_page() {
     let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynrefer"))
         .args(["describe", "--model", bundle.to_str().unwrap(), "--image"])
-        .arg(dist().join("examples/field.jpg"))
-        .args(["--box", "100,100,300,250", "--beams", "1", "--max-new-tokens", &tokens.to_string()])
+        .arg(dist().join("examples/scene-1.jpg"))
+        .args(["--box", "310,380,532.2,571.4", "--beams", "1", "--max-new-tokens", &tokens.to_string()])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -396,9 +396,9 @@ fn widget_works_on_a_strict_host_page() {
     wait_event(&browser, "both widgets' results", |e| result(e, "left").is_some() && result(e, "right").is_some());
     let events = widget_events(&browser);
     assert!(events.iter().all(|(e, ..)| e == "dynrefer-result"), "{events:?}");
-    let photo = dist().join("examples/field.jpg");
-    assert_same_description(&result(&events, "left").unwrap(), &native_describe_views(&photo, "40,180,300,420", 3));
-    assert_same_description(&result(&events, "right").unwrap(), &native_describe_views(&photo, "330,60,600,300", 3));
+    let photo = dist().join("examples/scene-2.jpg"); // 552 × 1007
+    assert_same_description(&result(&events, "left").unwrap(), &native_describe_views(&photo, "143.9,223.7,413.4,477.4", 3));
+    assert_same_description(&result(&events, "right").unwrap(), &native_describe_views(&photo, "271.5,475.1,463.6,653.1", 3));
     let manifests = browser.js(
         "return performance.getEntriesByType('resource').filter(e => e.name.endsWith('/model/manifest.json')).length",
         serde_json::json!([]),
@@ -418,20 +418,20 @@ fn widget_works_on_a_strict_host_page() {
     // A model on another origin, and a new box: the widget follows its attributes.
     let cross = models.url("/model/");
     browser.js(
-        "const w = document.getElementById('right'); w.setAttribute('model', arguments[0]); w.setAttribute('box', '100,100,300,250');",
+        "const w = document.getElementById('right'); w.setAttribute('model', arguments[0]); w.setAttribute('box', '58,616,372,962');",
         serde_json::json!([cross]),
     );
     wait_event(&browser, "the cross-origin model's result", |e| {
         result(e, "right")
-            .is_some_and(|d| same_numbers(&d["views"][0]["box"], &serde_json::json!([100, 100, 300, 250])))
+            .is_some_and(|d| same_numbers(&d["views"][0]["box"], &serde_json::json!([58, 616, 372, 962])))
     });
     let right = result(&widget_events(&browser), "right").unwrap();
-    assert_same_description(&right, &native_describe_views(&photo, "100,100,300,250", 3));
+    assert_same_description(&right, &native_describe_views(&photo, "58,616,372,962", 3));
 
     // A bad model URL: a clear error event; the other widgets keep working.
     browser.js(
         "const w = document.createElement('dynrefer-describer'); w.id = 'bad'; w.setAttribute('model', 'missing-model/'); \
-         w.setAttribute('src', 'examples/field.jpg'); w.setAttribute('box', '10,10,100,100'); document.body.append(w);",
+         w.setAttribute('src', 'examples/scene-2.jpg'); w.setAttribute('box', '10,10,100,100'); document.body.append(w);",
         serde_json::json!([]),
     );
     wait_event(&browser, "the bad model's error", |e| e.iter().any(|(e, i, _)| e == "dynrefer-error" && i == "bad"));
@@ -459,9 +459,9 @@ fn widget_works_on_a_strict_host_page() {
         serde_json::json!([]),
     );
     let r: Vec<f64> = rect.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-    let at = |x: f64, y: f64| [r[0] + x / 640.0 * r[2], r[1] + y / 480.0 * r[3]];
+    let at = |x: f64, y: f64| [r[0] + x / 552.0 * r[2], r[1] + y / 1007.0 * r[3]];
     browser.drag(at(60.0, 40.0), at(260.0, 200.0));
-    let tol = 640.0 / r[2] + 1.0;
+    let tol = 552.0 / r[2] + 1.0;
     wait_event(&browser, "the dragged widget box", |e| {
         result(e, "left").is_some_and(|d| {
             let got: Vec<f64> = d["views"][0]["box"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();

@@ -6,11 +6,17 @@ photo and box, in one run (DESIGN: speed is measured, not asserted).
     DYNREFER_PHOTOS_DIR=/tmp/dynrefer_photos cargo test --release --test views_parity write_photos -- --ignored
     /tmp/refvenv/bin/python tools/bench_model.py --photos /tmp/dynrefer_photos [--config vitb]
 
+On a GPU (burn's wgpu backend, `cargo build --release --features wgpu`; PyTorch on CUDA in fp16 or
+bf16 autocast, as the official code runs):
+
+    python tools/bench_model.py --photos DIR --config full --device cuda --autocast fp16 --ours-device gpu
+
 Configurations (official file formats, random weights made with the reference's own helpers):
   vitb: EVA ViT 768 wide, 12 blocks, 12 heads, MLP 3072, image 224 (ViT-B sized); Q-Former 768 wide,
         12 layers, 32 queries; heads 256 wide, 2 layers; FlanT5-small sized T5 (d_model 512, 8+8
         layers, 6 heads x 64, FFN 1024), RAM / OVAD / COCO sized vocabularies (4585 / 117 / 80).
   tiny: the test fixture's sizes.
+  full: DynRefer-FlanT5-XL's real sizes (4.1 B parameters; about 17 GB of files, 40 GB of memory).
 Both run with the threads torch and rayon pick on this machine; beams 5, 30 new tokens at most.
 """
 import argparse
@@ -35,6 +41,12 @@ CONFIGS = {
              "num_query_tokens": 32, "cross_attention_freq": 2, "head_width": 256, "head_layers": 2,
              "head_heads": 4, "t5_d_model": 512, "t5_d_kv": 64, "t5_d_ff": 1024, "t5_heads": 6, "t5_layers": 8,
              "clip_text_width": 64, "clip_text_layers": 1, "clip_text_heads": 4, "clip_embed_dim": 1024,
+             "num_views": 3, "wide_vocab": True},
+    "full": {"vision_width": 1408, "vision_layers": 39, "vision_heads": 16, "vision_mlp": 6144, "patch": 14,
+             "image_size": 224, "qformer_width": 768, "qformer_layers": 12, "qformer_heads": 12,
+             "num_query_tokens": 32, "cross_attention_freq": 2, "head_width": 256, "head_layers": 2,
+             "head_heads": 4, "t5_d_model": 2048, "t5_d_kv": 64, "t5_d_ff": 5120, "t5_heads": 32, "t5_layers": 24,
+             "clip_text_width": 768, "clip_text_layers": 12, "clip_text_heads": 12, "clip_embed_dim": 1024,
              "num_views": 3, "wide_vocab": True},
     "tiny": {"vision_width": 64, "vision_layers": 2, "vision_heads": 4, "vision_mlp": 256, "patch": 14,
              "image_size": 112, "qformer_width": 64, "qformer_layers": 2, "qformer_heads": 4, "num_query_tokens": 8,
@@ -90,27 +102,43 @@ def make_model(A, out, ref_dir, seed=7):
     json.dump(arch, open(os.path.join(out, "arch.json"), "w"))
 
 
+def sync():
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def t(fn, reps):
     out, times = None, []
     for i in range(reps + 1):
+        sync()
         s = time.perf_counter()
         out = fn()
+        sync()
         if i:
             times.append((time.perf_counter() - s) * 1e3)
     return out, statistics.median(times)
 
 
-def bench_reference(d, ref_dir, image, box, beams, max_new, reps):
+def bench_reference(d, ref_dir, image, box, beams, max_new, reps, device="cpu", autocast="none"):
     sys.path.insert(0, os.path.abspath(ref_dir))
+    import contextlib
     import model as M
     import views as V
     ref = M.load_fixture_model(d)
+    if device != "cpu":
+        # the reference builds its index tensors where torch's default device says
+        torch.set_default_device(device)
+        ref.sd = {k: v.to(device) for k, v in ref.sd.items()}
+        ref.t5 = ref.t5.to(device)
+        ref.clip_embeds, ref.att_embeds, ref.ov_embeds = (e.to(device) for e in (ref.clip_embeds, ref.att_embeds, ref.ov_embeds))
     sd, a = ref.sd, ref.arch
     rgb = V.load_rgb(image)
     res = {}
-    with torch.no_grad():
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(autocast)
+    mixed = torch.autocast(device_type=device.split(":")[0], dtype=dtype) if dtype else contextlib.nullcontext()
+    with torch.no_grad(), mixed:
         (info, pixels, rboxes), res["views"] = t(lambda: V.build_views(rgb, box, a["num_views"], ref.image_size), reps)
-        pixels, rboxes = torch.from_numpy(pixels), torch.from_numpy(rboxes)
+        pixels, rboxes = torch.from_numpy(pixels).to(device), torch.from_numpy(rboxes).to(device)
         emb, res["vit"] = t(lambda: M.ln(M.vit_forward(sd, pixels, a["vision_heads"]), sd, "ln_vision", 1e-5), reps)
         nv, g, C = pixels.shape[0], ref.image_size // ref.patch, emb.shape[-1]
 
@@ -143,6 +171,11 @@ def main():
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--beams", type=int, default=5)
     ap.add_argument("--max-new-tokens", type=int, default=30)
+    ap.add_argument("--device", default="cpu", help="where PyTorch runs: cpu or cuda")
+    ap.add_argument("--autocast", default="none", choices=["none", "fp16", "bf16"],
+                    help="PyTorch in mixed precision, as the official code runs on a GPU")
+    ap.add_argument("--ours-device", default="cpu", choices=["cpu", "gpu"], help="dynrefer's --device")
+    ap.add_argument("--quant", default="f32", choices=["f32", "f16", "q8", "q4"], help="dynrefer's bundle")
     a = ap.parse_args()
     image = os.path.join(a.photos, "field.png")
     box = [212.0, 95.0, 431.0, 322.0]
@@ -153,12 +186,13 @@ def main():
         subprocess.run([a.cli, "convert", "--blip2", f("blip2.pth"), "--dynrefer", f("dynrefer.pth"), "--t5", f("t5"),
                         "--clip-text", f("clip_text.pt"), "--bpe", f("bpe_simple_vocab_16e6.txt.gz"),
                         "--tags", f("ram_tag_list.txt"), "--attributes", f("ovad2000.json"), "--classes", f("coco.json"),
-                        "--arch", f("arch.json"), "--out", bundle], check=True, stdout=subprocess.DEVNULL)
+                        "--arch", f("arch.json"), "--quant", a.quant, "--out", bundle], check=True, stdout=subprocess.DEVNULL)
         ours = json.loads(subprocess.run(
             [a.cli, "bench", "model", "--model", bundle, "--image", image, "--box", ",".join(map(str, box)),
              "--beams", str(a.beams), "--max-new-tokens", str(a.max_new_tokens), "--tag-threshold", "0.7",
-             "--iters", str(a.reps)], check=True, capture_output=True, text=True).stdout)
-        ref = bench_reference(src, a.ref, image, box, a.beams, a.max_new_tokens, a.reps)
+             "--iters", str(a.reps), "--device", a.ours_device], check=True, capture_output=True, text=True).stdout)
+        ref = bench_reference(src, a.ref, image, box, a.beams, a.max_new_tokens, a.reps, a.device, a.autocast)
+    print(f"config {a.config}, PyTorch on {a.device} ({a.autocast}), dynrefer on {a.ours_device} ({a.quant})")
     print(f"config {a.config}, torch {torch.__version__} ({torch.get_num_threads()} threads), beams {a.beams}; "
           f"tokens: reference {ref['tokens']}, ours {ours['mean_tokens']:.1f}")
     print(f"{'stage':<12} {'PyTorch ms':>11} {'dynrefer ms':>12} {'speed-up':>9}")

@@ -550,6 +550,9 @@ fn run_train(args: &TrainArgs) -> Result<(), Failure> {
     let trained = dynrefer::train::train(&opts, &device(&args.device)?, |event| match event {
         Event::Examples(n) => eprintln!("train: {n} annotated regions, views built"),
         Event::Resumed(step) => eprintln!("train: resumed from the checkpoint at step {step}"),
+        Event::Spread { before, after } => {
+            eprintln!("train: vocabulary embeddings spread apart: overlap {before:.3} -> {after:.3}")
+        }
         Event::Checkpoint(step) if !tty => eprintln!("train: checkpoint at step {step}"),
         Event::Checkpoint(_) => {}
         Event::Step(r) => {

@@ -34,7 +34,7 @@ pub fn shapes_config(t5_vocab: usize, bpe_vocab: usize, vocab_sizes: [usize; 3])
         .with_vision_width(96);
     let heads = HeadsConfig::new()
         .with_width(64)
-        .with_layers(1)
+        .with_layers(2)
         .with_heads(2)
         .with_intermediate(128)
         .with_query_width(128)

@@ -481,6 +481,12 @@ fn App() -> impl IntoView {
         <header>
             <h1>"DynRefer"</h1>
             <p class="tagline">"Describe any region of a photo, entirely in your browser. Nothing is uploaded."</p>
+            <p class="notice" data-role="notice">
+                "The built-in model, DynRefer-shapes, was trained here on generated scenes of flat shapes and describes \
+                 those; real photos need the official model, converted: see "
+                <a href="README.md#running-the-real-model">"Running the real model"</a>
+                "."
+            </p>
         </header>
         <section class="bar">
             <label class="file">
@@ -543,7 +549,7 @@ fn App() -> impl IntoView {
         <section class="bar second">
             <span>
                 "Try an example: "
-                {["field.jpg", "tower.jpg", "panorama.jpg"]
+                {["scene-1.jpg", "scene-2.jpg", "scene-3.jpg"]
                     .map(|n| view! { <button type="button" class="example" on:click=move |_| open_example(n)>{n}</button> })
                     .collect_view()}
             </span>

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Reproduces the page's built-in model, www/model/ ("DynRefer-shapes (trained on generated scenes)"):
+# draws the shapes world's training scenes, trains DynRefer on them from scratch on the CPU, and
+# writes the bundle as q8. Takes about 75 minutes on 2 cores (scenes 4 min, views 1 min, training
+# 70 min) and 6 GB of memory. Checkpoints go to $WORK; run it again to resume an interrupted run.
+# Usage: tools/train-demo-model.sh [WORK]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${1:-/tmp/dynrefer-demo-model}
+SCENES=8000
+SEED=1
+STEPS=8000
+say() { echo "==> $*" >&2; }
+
+cargo build --release --locked --bin dynrefer
+BIN=target/release/dynrefer
+if [ ! -f "$WORK/scenes/annotations.jsonl" ]; then
+  say "drawing $SCENES training scenes (seed $SEED)"
+  "$BIN" scenes --count "$SCENES" --seed "$SEED" --out "$WORK/scenes"
+fi
+say "training $STEPS steps of 16 regions"
+"$BIN" train --data "$WORK/scenes/annotations.jsonl" --out "$WORK/f32" --checkpoints "$WORK/checkpoints" \
+  --steps "$STEPS" --batch 16 --lr 1e-3 --warmup 300 --seed "$SEED"
+say "writing the q8 bundle to www/model"
+rm -rf www/model
+"$BIN" quantize --model "$WORK/f32" --quant q8 --out www/model
+say "the examples of the page: three scenes of another seed"
+"$BIN" scenes --count 3 --seed 2026 --out "$WORK/examples" >/dev/null
+for i in 0 1 2; do
+  cp "$WORK/examples/scene-00000$i.jpg" "www/examples/scene-$((i + 1)).jpg"
+done
