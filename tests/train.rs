@@ -166,14 +166,26 @@ fn the_built_in_model_describes_held_out_scenes() {
     let data = scenes_in("held-out", 40, 4242);
     let annotations = data.join(scenes::ANNOTATIONS);
     let eval = |bundle: &Path| {
-        let (report, _) = run_ok(&["eval", "--model", bundle.to_str().unwrap(), "--data", annotations.to_str().unwrap(), "--details"]);
+        let (report, _) = run_ok(&[
+            "eval",
+            "--model",
+            bundle.to_str().unwrap(),
+            "--data",
+            annotations.to_str().unwrap(),
+            "--details",
+        ]);
         report
     };
     let report = eval(&model);
     let score = |key: &str| report[key].as_f64().unwrap();
     eprintln!(
         "built-in model on {} held-out regions: caption {:.3}, class {:.3}, color {:.3}, pattern {:.3}, tag F1 {:.3}",
-        report["regions"], score("caption_exact"), score("class_top1"), score("color"), score("pattern"), score("tag_f1")
+        report["regions"],
+        score("caption_exact"),
+        score("class_top1"),
+        score("color"),
+        score("pattern"),
+        score("tag_f1")
     );
     assert!(report["regions"].as_u64().unwrap() >= 100);
     assert!(score("caption_exact") >= 0.9, "{report}");

@@ -159,7 +159,10 @@ fn page_flow(webgpu: bool) {
     browser.wait_status("a box with the q4 model", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
     assert_eq!(browser.role_text("status").as_deref(), Some("done"));
     let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
-    assert_same_description(&page, &native_describe_with(q4, &dist().join("examples/scene-1.jpg"), "310,380,532.2,571.4", 3));
+    assert_same_description(
+        &page,
+        &native_describe_with(q4, &dist().join("examples/scene-1.jpg"), "310,380,532.2,571.4", 3),
+    );
 
     // The same bundle from a folder on this computer.
     browser.upload(".model-files", q4);
@@ -397,8 +400,14 @@ fn widget_works_on_a_strict_host_page() {
     let events = widget_events(&browser);
     assert!(events.iter().all(|(e, ..)| e == "dynrefer-result"), "{events:?}");
     let photo = dist().join("examples/scene-2.jpg"); // 552 × 1007
-    assert_same_description(&result(&events, "left").unwrap(), &native_describe_views(&photo, "143.9,223.7,413.4,477.4", 3));
-    assert_same_description(&result(&events, "right").unwrap(), &native_describe_views(&photo, "271.5,475.1,463.6,653.1", 3));
+    assert_same_description(
+        &result(&events, "left").unwrap(),
+        &native_describe_views(&photo, "143.9,223.7,413.4,477.4", 3),
+    );
+    assert_same_description(
+        &result(&events, "right").unwrap(),
+        &native_describe_views(&photo, "271.5,475.1,463.6,653.1", 3),
+    );
     let manifests = browser.js(
         "return performance.getEntriesByType('resource').filter(e => e.name.endsWith('/model/manifest.json')).length",
         serde_json::json!([]),
@@ -422,8 +431,7 @@ fn widget_works_on_a_strict_host_page() {
         serde_json::json!([cross]),
     );
     wait_event(&browser, "the cross-origin model's result", |e| {
-        result(e, "right")
-            .is_some_and(|d| same_numbers(&d["views"][0]["box"], &serde_json::json!([58, 616, 372, 962])))
+        result(e, "right").is_some_and(|d| same_numbers(&d["views"][0]["box"], &serde_json::json!([58, 616, 372, 962])))
     });
     let right = result(&widget_events(&browser), "right").unwrap();
     assert_same_description(&right, &native_describe_views(&photo, "58,616,372,962", 3));

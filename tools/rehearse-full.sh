@@ -55,7 +55,7 @@ rows+=("| caption ids, CPU vs wgpu | | | $same |")
 
 say "the q4 bundle in headless Chromium's WebGPU (SwiftShader)"
 bash tools/ensure-tools.sh browser
-[ -f dist/index.html ] || { bash tools/default-model.sh && trunk build index.html --release; }
+[ -f dist/index.html ] || trunk build index.html --release
 DYNREFER_FULL_BUNDLE="$OUT/q4" DYNREFER_FULL_TOKENS="$TOKENS" \
   cargo test --release --test web_page bench_full_size_model_in_the_page -- --ignored --nocapture 2>&1 | tee "$OUT/page.log"
 page=$(grep -E "^(loaded in|described in|page caption ids)" "$OUT/page.log" | tr '\n' ' ')

@@ -3,7 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/ensure-tools.sh
-echo "==> building the built-in test model (www/model)" >&2
-bash tools/default-model.sh
 echo "==> building and serving the page at http://127.0.0.1:8080 (Ctrl-C stops)" >&2
 exec trunk serve index.html --release

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: native tests (parity with the PyTorch reference, convert, CLI), the page
-# built by trunk, and the page in headless Chromium on both backends. Installs what is missing.
+# The whole test suite: native tests (parity with the PyTorch reference, convert, CLI, training and
+# the built-in model's accuracy), the page built by trunk, and the page in headless Chromium on both
+# backends. Installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
@@ -12,8 +13,7 @@ bash tools/ensure-tools.sh browser
 step "native tests: unit, views and model parity with the reference, convert, bundles, command line"
 cargo test --release --locked
 
-step "building the page and its built-in test model"
-bash tools/default-model.sh
+step "building the page"
 trunk build index.html --release
 
 step "the page in headless Chromium (CPU and WebGPU via SwiftShader) and the widget on a strict host page"

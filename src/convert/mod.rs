@@ -542,9 +542,8 @@ impl Plan {
         ] {
             let mut rows = Vec::new();
             for batch in texts.chunks(64) {
-                let tokens: Vec<i64> =
-                    batch.iter().flat_map(|t| self.bpe.tokenize(t, context)).map(i64::from).collect();
-                let tokens = Tensor::<2, Int>::from_data(TensorData::new(tokens, [batch.len(), context]), &device);
+                let (ids, length) = self.bpe.rows(batch, context);
+                let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.len(), length]), &device);
                 rows.extend(clip.forward(tokens).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32"));
             }
             let data = TensorData::new(rows, [texts.len(), config.clip_text.embed_dim]);

@@ -128,6 +128,17 @@ impl ClipBpe {
         ids
     }
 
+    /// Rows of `texts` as [`ClipBpe::tokenize`] makes them, all cut after the longest one's end
+    /// token: the text tower's attention is causal and it reads the end token's state, so what
+    /// follows is padding that changes nothing (at CLIP's 77-token context, most of the work).
+    /// Returns the ids, row after row, and the rows' length.
+    pub fn rows<S: AsRef<str>>(&self, texts: &[S], context: usize) -> (Vec<i64>, usize) {
+        let rows: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenize(t.as_ref(), context)).collect();
+        let end = |row: &Vec<u32>| row.iter().position(|&id| id == self.end).unwrap_or(context - 1);
+        let length = rows.iter().map(|r| end(r) + 1).max().unwrap_or(1);
+        (rows.iter().flat_map(|r| r[..length].iter().map(|&id| i64::from(id))).collect(), length)
+    }
+
     /// `[start, tokens…, end]` cut to `context` (the end token kept) and zero-padded.
     pub fn tokenize(&self, text: &str, context: usize) -> Vec<u32> {
         let mut row = vec![self.start];

@@ -113,10 +113,13 @@ impl ResidualBlock {
 }
 
 impl ClipText {
-    /// `tokens` [batch, context] (start, text, end-of-text, zero padding) → [batch, embed_dim].
+    /// `tokens` [batch, length] (start, text, end-of-text, zero padding; `length` at most the
+    /// context) → [batch, embed_dim]. Attention is causal and the end-of-text state is the output,
+    /// so rows cut after their end-of-text token give the same embeddings as full-context rows.
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<2> {
-        let [b, _] = tokens.dims();
-        let x = self.token_embedding.forward(tokens.clone()) + self.positional_embedding.val().unsqueeze::<3>();
+        let [b, n] = tokens.dims();
+        let positions = self.positional_embedding.val().narrow(0, 0, n);
+        let x = self.token_embedding.forward(tokens.clone()) + positions.unsqueeze::<3>();
         let x = self.transformer.resblocks.iter().fold(x, |x, block| block.forward(x));
         let x = self.ln_final.forward(x); // [b, n, w]
         let w = x.dims()[2];

@@ -19,7 +19,10 @@ use crate::model::heads::Vocabularies;
 
 /// The vocabularies as CLIP-BPE rows for the text tower.
 pub struct VocabTokens {
-    /// Rows of `context` token ids: tags, then attribute templates, then classes.
+    /// Rows of `context` token ids (cut after the longest text, see [`ClipBpe::rows`]): tags,
+    /// then attribute templates, then classes.
+    ///
+    /// [`ClipBpe::rows`]: crate::decode::clip_bpe::ClipBpe::rows
     pub rows: Vec<i64>,
     pub context: usize,
     /// Rows of each vocabulary: tags, attribute templates, classes.

@@ -95,7 +95,10 @@ const SPREAD_STEPS: usize = 200;
 pub enum Event<'a> {
     Examples(usize),
     /// The vocabularies' overlap before and after spreading them.
-    Spread { before: f32, after: f32 },
+    Spread {
+        before: f32,
+        after: f32,
+    },
     Resumed(usize),
     Step(&'a StepReport),
     Checkpoint(usize),
@@ -169,7 +172,8 @@ impl ModuleMapper for TrainingInit {
             return param.map(|t| {
                 let dims = t.dims();
                 let (tokens, width) = (dims[D - 2], dims[D - 1]);
-                Tensor::from_data(TensorData::new(sin_cos_grid(tokens, width), t.shape()), &device).set_require_grad(true)
+                Tensor::from_data(TensorData::new(sin_cos_grid(tokens, width), t.shape()), &device)
+                    .set_require_grad(true)
             });
         }
         let std = match (owner, name) {
@@ -350,9 +354,9 @@ impl Trainer {
         let tokenizer =
             T5Tokenizer::from_json(&tokenizer_json, config.max_txt_len).map_err(|e| TrainError::Data(e.to_string()))?;
         let clip_bpe = ClipBpe::from_gzip(&bpe).map_err(|e| TrainError::Data(e.to_string()))?;
-        let context = config.clip_text.context;
+        let (rows, context) = clip_bpe.rows(&prompt_texts, config.clip_text.context);
         let vocab = VocabTokens {
-            rows: prompt_texts.iter().flat_map(|t| clip_bpe.tokenize(t, context)).map(i64::from).collect(),
+            rows,
             context,
             sizes: [names.tags.len(), templates.len(), names.classes.len()],
             templates_per_attribute: names.templates_per_attribute.clone(),
