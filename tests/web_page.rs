@@ -267,7 +267,7 @@ fn models_that_cannot_run_are_refused_before_download() {
     assert_eq!(shards_fetched(&gpu), serde_json::json!([format!("{}full-f16/manifest.json", server.url("/"))]));
     let adapter = gpu.role_text("adapter").unwrap();
     assert!(adapter.contains("software"), "SwiftShader is named as a software GPU: {adapter:?}");
-    refused(&gpu, "/?gpu-max-binding=4096", &["takes", "largest buffer binding"]);
+    refused(&gpu, "/?gpu-max-binding=4096", &["takes", "largest buffer binding", "cannot run this model"]);
 }
 
 /// Not a test: the real model, converted to q4 (`DYNREFER_FULL_BUNDLE`, e.g. by

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 WORK=${1:-/tmp/dynrefer-demo-model}
 SCENES=8000
 SEED=1
-STEPS=8000
+STEPS=10000
 say() { echo "==> $*" >&2; }
 
 cargo build --release --locked --bin dynrefer

@@ -104,7 +104,8 @@ enum BenchStage {
         #[arg(long, default_value_t = 15)]
         iters: usize,
     },
-    /// Load a bundle and time each stage of `describe` (median of `--iters`).
+    /// Load a bundle and time each stage of `describe` (median of `--iters`, after a warm-up run;
+    /// `--iters 0`: one run without warm-up, for slow devices).
     Model {
         #[command(flatten)]
         run: DescribeArgs,
@@ -486,15 +487,19 @@ fn bench_model(args: &DescribeArgs, iters: usize) -> Result<serde_json::Value, F
     let (describer, photo, region, options) = args.load()?;
     let mut stages: HashMap<&'static str, Vec<f64>> = HashMap::new();
     let mut tokens = Vec::new();
+    let mut caption_ids = Vec::new();
     let start = Instant::now();
-    for i in 0..=iters.max(1) {
+    // a warm-up run first, unless asked for none (`--iters 0`: one timed run, compilation included)
+    let warm_up = usize::from(iters > 0);
+    for i in 0..iters.max(1) + warm_up {
         let mut clock = || start.elapsed().as_secs_f64() * 1e3;
         let (description, timings) =
             describer.describe_timed(&photo, region, &options, &mut clock).map_err(|e| describe_error(args, e))?;
-        if i == 0 {
-            continue; // warm-up
+        if i < warm_up {
+            continue;
         }
         tokens.push(description.caption_ids.len());
+        caption_ids = description.caption_ids;
         for (stage, ms) in timings {
             stages.entry(stage).or_default().push(ms);
         }
@@ -520,6 +525,7 @@ fn bench_model(args: &DescribeArgs, iters: usize) -> Result<serde_json::Value, F
         "device": args.device,
         "iters": iters,
         "mean_tokens": tokens,
+        "caption_ids": caption_ids,
         "median_ms": median,
     }))
 }

@@ -362,12 +362,12 @@ pub enum FitError {
     )]
     GpuMemory { quant: &'static str, needed: u64, limit: u64 },
     #[error(
-        "tensor {tensor} takes {} on the GPU, more than this adapter's largest buffer binding ({}); a q4 or q8 bundle \
-         stores it in fewer bytes",
+        "tensor {tensor} takes {} on the GPU, more than this adapter's largest buffer binding ({}); {}",
         size(*bytes),
-        size(*limit)
+        size(*limit),
+        if *smaller_quantized { "a q4 or q8 bundle stores it in fewer bytes" } else { "this GPU cannot run this model" }
     )]
-    Binding { tensor: String, bytes: u64, limit: u64 },
+    Binding { tensor: String, bytes: u64, limit: u64, smaller_quantized: bool },
 }
 
 fn gb(bytes: u64) -> String {
@@ -415,7 +415,12 @@ impl Manifest {
                     && self.device_bytes(t) > max_binding
                 {
                     let bytes = self.device_bytes(t);
-                    return Err(FitError::Binding { tensor: name.clone(), bytes, limit: max_binding });
+                    // a matrix a quantized bundle would store quantized (burn's layout reverses linear weights)
+                    let mut burn_shape = t.shape.clone();
+                    burn_shape.reverse();
+                    let smaller_quantized =
+                        !t.is_quantized() && (Quant::Q4.quantizes(&t.shape) || Quant::Q4.quantizes(&burn_shape));
+                    return Err(FitError::Binding { tensor: name.clone(), bytes, limit: max_binding, smaller_quantized });
                 }
             }
         }

@@ -425,16 +425,19 @@ impl Trainer {
 /// Trains and writes the bundle; `event` hears the examples, each step and each checkpoint.
 pub fn train(opts: &TrainOptions, device: &Device, mut event: impl FnMut(Event)) -> Result<Trained, TrainError> {
     let mut trainer = Trainer::new(opts, device)?;
-    let examples = trainer.examples(&opts.data)?;
-    event(Event::Examples(examples.len()));
     if trainer.resumed {
         event(Event::Resumed(trainer.step));
     } else if opts.from.is_none() {
         let (before, after) = trainer.spread_vocabularies(SPREAD_STEPS, opts.lr);
         event(Event::Spread { before, after });
     }
-    let mut sampler = Sampler { count: examples.len(), seed: opts.seed, epoch: None };
     let (first, last) = (trainer.step, opts.stop_after.map_or(opts.steps, |s| s.min(opts.steps)));
+    // a finished checkpoint only needs writing out
+    let examples = if first < last { trainer.examples(&opts.data)? } else { Vec::new() };
+    if first < last {
+        event(Event::Examples(examples.len()));
+    }
+    let mut sampler = Sampler { count: examples.len(), seed: opts.seed, epoch: None };
     let started = std::time::Instant::now();
     while trainer.step < last {
         let step = trainer.step;
