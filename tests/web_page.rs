@@ -89,9 +89,6 @@ fn page_flow(webgpu: bool) {
         (after[0] - before[0] - 10.0).abs() <= 1.0 && (after[1] - before[1]).abs() <= 1.0,
         "{before:?} -> {after:?}"
     );
-    if let Ok(shot) = std::env::var("DYNREFER_SCREENSHOT") {
-        browser.screenshot(std::path::Path::new(&shot));
-    }
     // Dragging the bottom-right handle moves that corner and keeps the top-left one.
     let rect = browser.js(
         "const s = document.querySelector('[data-role=stage]'); s.scrollIntoView({block: 'center'}); \
@@ -149,6 +146,21 @@ fn page_flow(webgpu: bool) {
     browser.type_into(".box-text", "310,380,532.2,571.4\n");
     browser.wait_status("a box on the example", Duration::from_secs(180), |s| s == "done" || s.starts_with("error"));
     assert_eq!(browser.role_text("status").as_deref(), Some("done"));
+    // The first example is a held-out scene of the built-in model's world: the box is its black
+    // square (`dynrefer scenes --count 1 --seed 2026`), which the page must name as the CLI does.
+    let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
+    assert_same_description(&page, &native_describe(&dist().join("examples/scene-1.jpg"), "310,380,532.2,571.4"));
+    assert_eq!(page["caption"], "a black square");
+    let best = page["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by(|a, b| a["score"].as_f64().unwrap().total_cmp(&b["score"].as_f64().unwrap()))
+        .unwrap();
+    assert_eq!(best["name"], "square", "classes {}", page["classes"]);
+    if let Ok(shot) = std::env::var("DYNREFER_SCREENSHOT") {
+        browser.screenshot(std::path::Path::new(&shot));
+    }
 
     // A q4 bundle (burnpack shards, 4-bit block-quantized matmuls) answers as the CLI does on it.
     let q4 = q4_bundle();
@@ -299,7 +311,7 @@ fn bench_full_size_model_in_the_page() {
     browser.type_into(".box-text", "310,380,532.2,571.4\n");
     let mut last = String::new();
     browser.wait_status("the description", hour, |s| {
-        let stage = browser.role_text("stage").unwrap_or_default();
+        let stage = browser.role_text("progress").unwrap_or_default();
         if stage != last {
             println!("[{:>6.0} s] {stage}", t1.elapsed().as_secs_f64());
             last = stage;

@@ -20,7 +20,7 @@ if [ ! -f "$WORK/scenes/annotations.jsonl" ]; then
 fi
 say "training $STEPS steps of 16 regions"
 "$BIN" train --data "$WORK/scenes/annotations.jsonl" --out "$WORK/f32" --checkpoints "$WORK/checkpoints" \
-  --steps "$STEPS" --batch 16 --lr 1e-3 --warmup 300 --seed "$SEED"
+  --steps "$STEPS" --batch 16 --lr 4e-4 --warmup 300 --seed "$SEED"
 say "writing the q8 bundle to www/model"
 rm -rf www/model
 "$BIN" quantize --model "$WORK/f32" --quant q8 --out www/model

@@ -183,7 +183,7 @@ struct TrainArgs {
     #[arg(long, default_value_t = 16)]
     batch: usize,
     /// Peak learning rate (AdamW).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 4e-4)]
     lr: f64,
     /// Steps of linear warm-up before the cosine schedule.
     #[arg(long, default_value_t = 300)]

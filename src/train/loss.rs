@@ -1,11 +1,10 @@
 //! DynRefer's training objectives on a batch of regions, one per output:
 //! * caption: cross-entropy of FlanT5's next-token logits (teacher forcing), as the paper's
 //!   language-modelling loss;
-//! * tags: binary cross-entropy summed over the tag list (RAM, which the paper's tag head follows,
-//!   uses an asymmetric variant of it for thousands of rare tags; with a few balanced tags the
-//!   plain one is enough);
-//! * attributes: binary cross-entropy of each attribute's best prompt template (as the head scores
-//!   attributes at describe time), summed over the attributes;
+//! * tags: binary cross-entropy over the tag list (RAM, which the paper's tag head follows, uses an
+//!   asymmetric variant of it; with a few balanced tags the plain one is enough);
+//! * attributes: binary cross-entropy of each attribute's best prompt template, as the head scores
+//!   attributes at describe time;
 //! * class: cross-entropy over the class list's logits, the open-vocabulary classification.
 //!
 //! The vocabularies' embeddings come from the CLIP text tower in every step, so the tower learns
@@ -76,14 +75,11 @@ pub fn vocabulary_overlap(vocab: &Vocabularies) -> Tensor<1> {
     overlap(&vocab.tags) + overlap(&vocab.attribute_templates) + overlap(&vocab.classes)
 }
 
-/// `-(y log σ(x) + (1 - y) log σ(-x))` [regions, entries], summed over the entries of each
-/// region (as RAM's tagging loss is) and averaged over the regions: each label weighs as much as
-/// a class does, however long the list.
+/// `-(y log σ(x) + (1 - y) log σ(-x))`, averaged.
 fn binary_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
-    let [regions, _] = logits.dims();
     let positive = log_sigmoid(logits.clone()) * targets.clone();
     let negative = log_sigmoid(logits.neg()) * (targets.neg() + 1.0);
-    (positive + negative).neg().sum() / regions as f64
+    (positive + negative).neg().mean()
 }
 
 pub fn losses(model: &DynRefer, vocab: &VocabTokens, batch: &Batch) -> Losses {

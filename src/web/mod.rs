@@ -576,7 +576,7 @@ fn App() -> impl IntoView {
         </section>
         <p class="meta">
             "Status: " <span data-role="status">{move || status.get()}</span>
-            " " <span data-role="stage">{move || stage_text.get()}</span>
+            " " <span data-role="progress">{move || stage_text.get()}</span>
             " · Compute: " <span data-role="backend">{move || backend.get()}</span>
             <span data-role="adapter">{move || adapter.get()}</span>
             " · Model: " <span data-role="model">{move || model_name.get()}</span>
