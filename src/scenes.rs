@@ -683,20 +683,24 @@ pub fn read_annotations(path: &Path) -> Result<Vec<Annotation>, String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn captions_follow_the_rules() {
-        let object = |shape, color, pattern| Object {
+    /// A white object of radius 80 centred in a 200-pixel square, turned by 0.3 rad.
+    fn object(shape: Shape, color: usize, pattern: Pattern) -> Object {
+        Object {
             shape,
             color,
             pattern,
-            rgb: [0; 3],
-            center: [50.0, 50.0],
-            radius: 10.0,
-            angle: 0.0,
+            rgb: [255; 3],
+            center: [100.0, 100.0],
+            radius: 80.0,
+            angle: 0.3,
             pattern_angle: 0.0,
             period: 6.0,
             phase: [0.0; 2],
-        };
+        }
+    }
+
+    #[test]
+    fn captions_follow_the_rules() {
         assert_eq!(object(Shape::Star, 0, Pattern::Plain).caption(), "a red star");
         assert_eq!(object(Shape::Circle, 1, Pattern::Plain).caption(), "an orange circle");
         assert_eq!(object(Shape::Square, 4, Pattern::Striped).caption(), "a blue striped square");
@@ -718,18 +722,7 @@ mod tests {
         for (shape, share) in
             [(Shape::Circle, 1.0), (Shape::Square, 0.64), (Shape::Triangle, 0.41), (Shape::Cross, 0.61)]
         {
-            let o = Object {
-                shape,
-                color: 0,
-                pattern: Pattern::Plain,
-                rgb: [255; 3],
-                center: [100.0, 100.0],
-                radius: 80.0,
-                angle: 0.3,
-                pattern_angle: 0.0,
-                period: 6.0,
-                phase: [0.0; 2],
-            };
+            let o = object(shape, 0, Pattern::Plain);
             let r = Raster::draw(&o, [200, 200], true);
             let covered: f32 = r.coverage.iter().sum();
             let got = f64::from(covered) / (std::f64::consts::PI * 80.0 * 80.0);
