@@ -420,7 +420,12 @@ impl Manifest {
                     burn_shape.reverse();
                     let smaller_quantized =
                         !t.is_quantized() && (Quant::Q4.quantizes(&t.shape) || Quant::Q4.quantizes(&burn_shape));
-                    return Err(FitError::Binding { tensor: name.clone(), bytes, limit: max_binding, smaller_quantized });
+                    return Err(FitError::Binding {
+                        tensor: name.clone(),
+                        bytes,
+                        limit: max_binding,
+                        smaller_quantized,
+                    });
                 }
             }
         }
