@@ -118,7 +118,7 @@ fn page_flow(webgpu: bool) {
         .collect();
     assert!(foreign.is_empty(), "the page fetched {foreign:?}");
     let fetched = |name: &str| loaded.as_array().unwrap().iter().any(|v| v.as_str().unwrap_or_default().contains(name));
-    assert!(fetched("weights-00000.safetensors"), "the first visit downloads the shards");
+    assert!(fetched("weights-00000."), "the first visit downloads the shards");
 
     // A reload takes the model from the browser's cache: only the manifest comes from the server.
     browser.goto(&server.url("/"));

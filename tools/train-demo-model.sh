@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the page's built-in model, www/model/ ("DynRefer-shapes (trained on generated scenes)"):
 # draws the shapes world's training scenes, trains DynRefer on them from scratch on the CPU, and
-# writes the bundle as q8. Takes about 75 minutes on 2 cores (scenes 4 min, views 1 min, training
-# 70 min) and 6 GB of memory. Checkpoints go to $WORK; run it again to resume an interrupted run.
+# writes the bundle as q8. Takes about 70 minutes on 2 cores (scenes 4 min, training 63 min, the
+# held-out measurements 1 min) and 2 GB of memory. Checkpoints go to $WORK; run it again to resume an interrupted run.
 # Usage: tools/train-demo-model.sh [WORK]
 set -euo pipefail
 cd "$(dirname "$0")/.."
