@@ -24,6 +24,13 @@ fn run_ok(args: &[&str]) -> (serde_json::Value, String) {
 }
 
 /// `count` scenes of `seed` in a scratch folder.
+/// `dynrefer eval` of `bundle` on an annotations file: its JSON report.
+fn eval(bundle: &Path, annotations: &Path, options: &[&str]) -> serde_json::Value {
+    let mut args = vec!["eval", "--model", bundle.to_str().unwrap(), "--data", annotations.to_str().unwrap()];
+    args.extend_from_slice(options);
+    run_ok(&args).0
+}
+
 fn scenes_in(name: &str, count: usize, seed: u64) -> PathBuf {
     let dir = common::scratch_dir("train", name);
     let (summary, _) =
@@ -142,17 +149,7 @@ fn a_stopped_run_resumes_from_its_checkpoint() {
     assert_eq!(shards(&resumed), shards(&straight), "the resumed run ends where the straight one does");
 
     // the bundle describes, and an eval of it runs through the same regions
-    let (report, _) = run_ok(&[
-        "eval",
-        "--model",
-        resumed.to_str().unwrap(),
-        "--data",
-        annotations.to_str().unwrap(),
-        "--beams",
-        "1",
-        "--limit",
-        "4",
-    ]);
+    let report = eval(&resumed, &annotations, &["--beams", "1", "--limit", "4"]);
     assert_eq!(report["regions"], 4);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -165,18 +162,7 @@ fn the_built_in_model_describes_held_out_scenes() {
     let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("www/model");
     let data = scenes_in("held-out", 40, 4242);
     let annotations = data.join(scenes::ANNOTATIONS);
-    let eval = |bundle: &Path| {
-        let (report, _) = run_ok(&[
-            "eval",
-            "--model",
-            bundle.to_str().unwrap(),
-            "--data",
-            annotations.to_str().unwrap(),
-            "--details",
-        ]);
-        report
-    };
-    let report = eval(&model);
+    let report = eval(&model, &annotations, &["--details"]);
     let score = |key: &str| report[key].as_f64().unwrap();
     eprintln!(
         "built-in model on {} held-out regions: caption {:.3}, class {:.3}, color {:.3}, pattern {:.3}, tag F1 {:.3}",
@@ -197,7 +183,7 @@ fn the_built_in_model_describes_held_out_scenes() {
 
     let q4 = common::scratch_dir("train", "built-in-q4");
     run_ok(&["quantize", "--model", model.to_str().unwrap(), "--quant", "q4", "--out", q4.to_str().unwrap()]);
-    let q4_report = eval(&q4);
+    let q4_report = eval(&q4, &annotations, &["--details"]);
     let same = report["answers"]
         .as_array()
         .unwrap()

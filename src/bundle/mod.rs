@@ -410,11 +410,10 @@ impl Manifest {
                 if needed > max_bytes {
                     return Err(FitError::GpuMemory { quant: self.quant.name(), needed, limit: max_bytes });
                 }
-                let largest = self.tensors.iter().max_by_key(|(_, t)| self.device_bytes(t));
-                if let Some((name, t)) = largest
-                    && self.device_bytes(t) > max_binding
+                let largest = self.tensors.iter().map(|(name, t)| (name, t, self.device_bytes(t))).max_by_key(|l| l.2);
+                if let Some((name, t, bytes)) = largest
+                    && bytes > max_binding
                 {
-                    let bytes = self.device_bytes(t);
                     // a matrix a quantized bundle would store quantized (burn's layout reverses linear weights)
                     let mut burn_shape = t.shape.clone();
                     burn_shape.reverse();

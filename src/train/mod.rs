@@ -433,10 +433,13 @@ pub fn train(opts: &TrainOptions, device: &Device, mut event: impl FnMut(Event))
     }
     let (first, last) = (trainer.step, opts.stop_after.map_or(opts.steps, |s| s.min(opts.steps)));
     // a finished checkpoint only needs writing out
-    let examples = if first < last { trainer.examples(&opts.data)? } else { Vec::new() };
-    if first < last {
+    let examples = if first < last {
+        let examples = trainer.examples(&opts.data)?;
         event(Event::Examples(examples.len()));
-    }
+        examples
+    } else {
+        Vec::new()
+    };
     let mut sampler = Sampler { count: examples.len(), seed: opts.seed, epoch: None };
     let started = std::time::Instant::now();
     while trainer.step < last {
