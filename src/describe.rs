@@ -15,7 +15,7 @@ use burn::prelude::*;
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::bundle::{BundleError, Loader, MANIFEST, Manifest, Progress};
+use crate::bundle::{BundleError, Loader, MANIFEST, MAX_MANIFEST_BYTES, Manifest, Progress};
 use crate::decode::caption::{T5Tokenizer, TokenizerError, control_string};
 use crate::decode::search::{Search, SearchOptions};
 use crate::model::dynrefer::{DynRefer, Intermediates};
@@ -237,10 +237,16 @@ impl Describer {
         let bundle = dir.display().to_string();
         let read =
             |file: &str| std::fs::read(dir.join(file)).map_err(|e| OpenError::Io(format!("{bundle}: {file}"), e));
+        // a manifest's size is checked before it is read: a huge one is not a bundle
+        let size =
+            std::fs::metadata(dir.join(MANIFEST)).map_err(|e| OpenError::Io(format!("{bundle}: {MANIFEST}"), e))?.len();
+        if size > MAX_MANIFEST_BYTES {
+            return Err(BundleError::ManifestSize { bundle, size }.into());
+        }
         let manifest = Manifest::parse(&bundle, &read(MANIFEST)?)?;
         let total = manifest.total_bytes();
         let tokenizer = read(&manifest.t5_tokenizer.file)?;
-        let mut loader = Loader::new(&bundle, manifest, device);
+        let mut loader = Loader::new(&bundle, manifest, device)?;
         let mut done = tokenizer.len() as u64;
         for i in 0..loader.manifest.shards.len() {
             let file = loader.manifest.shards[i].file.clone();

@@ -25,6 +25,13 @@ pub const FORMAT: &str = "dynrefer-bundle";
 pub const VERSION: u32 = 1;
 pub const MAX_SHARD_BYTES: usize = 64 << 20;
 pub const MANIFEST: &str = "manifest.json";
+/// The largest manifest read: the real model's is about 0.5 MB (its vocabularies' names included).
+pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+/// The largest bundle file: a tensor over [`MAX_SHARD_BYTES`] gets a shard of its own, and the real
+/// model's largest (T5's embedding, 263 MB in f32) stays far below this.
+pub const MAX_FILE_BYTES: u64 = 1 << 31;
+/// The most elements of one tensor (the real model's largest has 66 M).
+const MAX_TENSOR_ELEMENTS: u64 = 1 << 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -38,6 +45,8 @@ pub enum BundleError {
     Hash { bundle: String, file: String, actual: String, expected: String },
     #[error("{bundle}: the shards miss {count} tensor(s) of the model, e.g. {example}")]
     Missing { bundle: String, count: usize, example: String },
+    #[error("{bundle}: manifest.json is {size} bytes; a manifest is at most {MAX_MANIFEST_BYTES} (is this a bundle?)")]
+    ManifestSize { bundle: String, size: u64 },
 }
 
 /// How a bundle stores its weights (`convert --quant`).
@@ -147,7 +156,42 @@ pub struct Manifest {
     pub t5_tokenizer: FileEntry,
     pub clip_bpe: FileEntry,
     pub shards: Vec<FileEntry>,
+    #[serde(deserialize_with = "unique_keys")]
     pub tensors: BTreeMap<String, TensorEntry>,
+}
+
+/// A JSON object whose keys are all different: JSON parsers keep the last of two equal keys, and a
+/// tensor listed twice would hide which of its entries a loader believes.
+fn unique_keys<'de, D, V>(deserializer: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Unique<V>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Unique<V> {
+        type Value = BTreeMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of tensors")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, V>()? {
+                if out.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!("tensor {key:?} is listed twice")));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_map(Unique(std::marker::PhantomData))
+}
+
+/// A file name a bundle may give: a plain name in the bundle's own folder, never a path, a parent,
+/// a URL or another origin (`..`, `/`, `\`, `:`), so that a manifest reads nothing but its bundle.
+fn plain_file_name(name: &str) -> bool {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+    !name.is_empty() && name.len() <= 255 && !name.starts_with('.') && name.chars().all(allowed)
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -156,6 +200,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 impl Manifest {
     pub fn parse(bundle: &str, bytes: &[u8]) -> Result<Manifest, BundleError> {
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(BundleError::ManifestSize { bundle: bundle.to_string(), size: bytes.len() as u64 });
+        }
         let err = |message: String| BundleError::Manifest { bundle: bundle.to_string(), message };
         let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| err(format!("not JSON: {e}")))?;
         if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
@@ -167,7 +214,81 @@ impl Manifest {
                 return Err(err(format!("format version {other:?}; this build reads version {VERSION}")));
             }
         }
-        serde_json::from_value(value).map_err(|e| err(e.to_string()))
+        // from the bytes, not the value: a value has already kept only the last of two equal keys
+        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| err(e.to_string()))?;
+        manifest.validate().map_err(err)?;
+        Ok(manifest)
+    }
+
+    /// What must hold before any file of the bundle is read: plain file names, sizes and shapes
+    /// that neither overflow nor exceed what a shard can hold, tensors in shards that exist, a
+    /// configuration a model can be built from, and vocabularies the size of the heads.
+    fn validate(&self) -> Result<(), String> {
+        let files = [&self.t5_tokenizer, &self.clip_bpe].into_iter().chain(&self.shards);
+        let mut names = std::collections::HashSet::new();
+        for entry in files {
+            let name = &entry.file;
+            if !plain_file_name(name) || name == MANIFEST {
+                return Err(format!(
+                    "{name:?} is not a file name of the bundle's own folder (no paths, URLs or \"..\")"
+                ));
+            }
+            if !names.insert(name) {
+                return Err(format!("{name:?} is listed twice"));
+            }
+            if entry.bytes > MAX_FILE_BYTES {
+                return Err(format!(
+                    "{name}: {} bytes, more than a bundle file may have ({MAX_FILE_BYTES})",
+                    entry.bytes
+                ));
+            }
+            if entry.sha256.len() != 64 || !entry.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!("{name}: {:?} is not a SHA-256", entry.sha256));
+            }
+        }
+        if self.shards.is_empty() {
+            return Err("no shards".into());
+        }
+        let mut in_shard = vec![0u64; self.shards.len()];
+        for (name, t) in &self.tensors {
+            let Some(stored) = in_shard.get_mut(t.shard) else {
+                return Err(format!("tensor {name} is in shard {}, of {}", t.shard, self.shards.len()));
+            };
+            let numel = t.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+            if numel.is_none_or(|n| n > MAX_TENSOR_ELEMENTS) || t.shape.len() > 8 {
+                return Err(format!("tensor {name}: shape {:?} is too large", t.shape));
+            }
+            *stored += match Quant::parse(&t.dtype.to_lowercase()) {
+                Some(q) if q == self.quant && q.scheme().is_some() => q.stored_bytes(&t.shape, true),
+                Some(q @ (Quant::F32 | Quant::F16)) => q.stored_bytes(&t.shape, false),
+                _ => return Err(format!("tensor {name}: dtype {:?} in a {} bundle", t.dtype, self.quant.name())),
+            };
+        }
+        if let Some(i) = (0..self.shards.len()).find(|&i| in_shard[i] > self.shards[i].bytes) {
+            let (file, bytes) = (&self.shards[i].file, self.shards[i].bytes);
+            return Err(format!("{file}: {bytes} bytes cannot hold the {} bytes of its tensors", in_shard[i]));
+        }
+        self.config.check().map_err(|e| format!("config: {e}"))?;
+        let v = &self.vocabularies;
+        let templates: usize = v.templates_per_attribute.iter().sum();
+        let [tags, attribute_templates, classes] = self.config.vocab_sizes;
+        if v.tags.len() != tags
+            || v.classes.len() != classes
+            || templates != attribute_templates
+            || v.attributes.len() != v.templates_per_attribute.len()
+        {
+            return Err(format!(
+                "vocabularies of {} tags, {} attributes ({templates} templates) and {} classes, but the heads score \
+                 {tags}, {attribute_templates} and {classes}",
+                v.tags.len(),
+                v.attributes.len(),
+                v.classes.len()
+            ));
+        }
+        if !self.tag_threshold.is_finite() {
+            return Err(format!("tag_threshold {} is not a number", self.tag_threshold));
+        }
+        Ok(())
     }
 
     /// Checks a file's size and hash against its entry.
@@ -217,13 +338,22 @@ pub struct Loader {
     pub manifest: Manifest,
     pub model: DynRefer,
     pub device: Device,
-    applied: usize,
+    applied: std::collections::HashSet<String>,
 }
 
 impl Loader {
-    pub fn new(bundle: &str, manifest: Manifest, device: &Device) -> Loader {
+    /// Builds the manifest's model (its weights are allocated as they arrive) after checking that
+    /// the manifest lists as many tensors as that model has.
+    pub fn new(bundle: &str, manifest: Manifest, device: &Device) -> Result<Loader, BundleError> {
         let model = manifest.config.init(device);
-        Loader { bundle: bundle.to_string(), manifest, model, device: device.clone(), applied: 0 }
+        let mut count = ParamCount::default();
+        model.visit(&mut count);
+        if count.0 != manifest.tensors.len() {
+            let message = format!("lists {} tensors; the model of its config has {}", manifest.tensors.len(), count.0);
+            return Err(BundleError::Manifest { bundle: bundle.to_string(), message });
+        }
+        let applied = Default::default();
+        Ok(Loader { bundle: bundle.to_string(), manifest, model, device: device.clone(), applied })
     }
 
     /// Verifies shard `index` and moves its tensors to the device; the bytes are dropped after.
@@ -253,15 +383,22 @@ impl Loader {
             file: entry.file.clone(),
             message,
         })?;
+        let file_err =
+            |message: String| BundleError::File { bundle: self.bundle.clone(), file: entry.file.clone(), message };
         let first = result.errors.first().map(ToString::to_string).or_else(|| {
             result.unused.first().map(|name| format!("'{name}' is not a tensor of the manifest's architecture"))
         });
         if let Some(first) = first {
             let more = result.errors.len() + result.unused.len() - 1;
-            let message = format!("does not fit the model of the manifest: {first} (and {more} more)");
-            return Err(BundleError::File { bundle: self.bundle.clone(), file: entry.file.clone(), message });
+            return Err(file_err(format!("does not fit the model of the manifest: {first} (and {more} more)")));
         }
-        self.applied += result.applied.len();
+        let listed = self.manifest.tensors.values().filter(|t| t.shard == index).count();
+        if result.applied.len() != listed {
+            return Err(file_err(format!("holds {} tensors; the manifest lists {listed} in it", result.applied.len())));
+        }
+        if let Some(twice) = result.applied.into_iter().find(|name| !self.applied.insert(name.clone())) {
+            return Err(file_err(format!("tensor {twice} was already in an earlier shard")));
+        }
         Ok(())
     }
 
@@ -270,7 +407,7 @@ impl Loader {
         let mut count = ParamCount::default();
         self.model.visit(&mut count);
         let expected = count.0;
-        if self.applied < expected {
+        if self.applied.len() < expected {
             let loaded: std::collections::HashSet<&String> = self.manifest.tensors.keys().collect();
             let example = self
                 .model
@@ -279,7 +416,7 @@ impl Loader {
                 .map(|t| t.name)
                 .find(|n| !loaded.contains(n))
                 .unwrap_or_default();
-            return Err(BundleError::Missing { bundle: self.bundle, count: expected - self.applied, example });
+            return Err(BundleError::Missing { bundle: self.bundle, count: expected - self.applied.len(), example });
         }
         // The CPU backend dequantizes a quantized weight on every use (18x slower per token on the
         // tests' model), so there a quantized bundle saves download and storage, not memory.
@@ -296,8 +433,20 @@ impl Loader {
 /// then takes 0.56 rather than 0.62 bytes per parameter), but burn's WebGPU kernels read f16
 /// scales as garbage on an adapter without `shader-f16` (measured: SwiftShader), so every device
 /// gets f32 scales; the values stay packed.
+/// A float tensor's bytes must fit its shape too: the shard's header says both.
 fn widen_scales(tensor: PackTensor) -> Result<PackTensor, String> {
-    let DType::QFloat(scheme) = tensor.dtype else { return Ok(tensor) };
+    let numel = tensor.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+    if numel.is_none_or(|n| n > MAX_TENSOR_ELEMENTS) {
+        return Err(format!("{}: shape {:?} is too large", tensor.name, tensor.shape));
+    }
+    let DType::QFloat(scheme) = tensor.dtype else {
+        let expected = numel.and_then(|n| n.checked_mul(tensor.dtype.size() as u64));
+        if expected != Some(tensor.byte_len() as u64) {
+            let (name, len, shape) = (&tensor.name, tensor.byte_len(), &tensor.shape);
+            return Err(format!("{name}: {len} bytes do not fit its {:?} shape {shape:?}", tensor.dtype));
+        }
+        return Ok(tensor);
+    };
     let Some(block) = scheme.block_size().filter(|_| scheme.scale_dtype() == ScaleDtype::F16) else {
         return Ok(tensor);
     };

@@ -38,6 +38,41 @@ pub struct DynReferConfig {
     pub vocab_sizes: [usize; 3],
 }
 
+/// The largest width, vocabulary or count a configuration may give: four times the real model's
+/// largest (EVA-CLIP's 49408 BPE tokens).
+const MAX_SIZE: u64 = 1 << 18;
+/// The most blocks in a stack (the real ViT has 39).
+const MAX_LAYERS: u64 = 256;
+/// The most patches of a view (the real model has 256).
+const MAX_TOKENS: usize = 1 << 14;
+/// The most values of one vocabulary's embedding table, which is allocated when the model is built.
+const MAX_VOCAB_VALUES: usize = 1 << 28;
+
+/// Every integer of a configuration is at least 1 (token ids may be 0) and at most [`MAX_SIZE`],
+/// layer counts at most [`MAX_LAYERS`].
+fn check_sizes(value: &serde_json::Value, path: &str) -> Result<(), String> {
+    match value {
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .try_for_each(|(k, v)| check_sizes(v, &if path.is_empty() { k.clone() } else { format!("{path}.{k}") })),
+        serde_json::Value::Array(items) => items.iter().try_for_each(|v| check_sizes(v, path)),
+        serde_json::Value::Number(n) if n.is_u64() => {
+            let n = n.as_u64().unwrap_or_default();
+            let key = path.rsplit('.').next().unwrap_or(path);
+            let max = if matches!(key, "depth" | "layers" | "num_layers" | "num_decoder_layers") {
+                MAX_LAYERS
+            } else {
+                MAX_SIZE
+            };
+            if n > max || (n == 0 && !key.ends_with("_token_id")) {
+                return Err(format!("{path} is {n}; it must be between 1 and {max}"));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The vocabularies' text embeddings, computed once by the EVA-CLIP text tower at conversion.
 #[derive(Module, Debug)]
 pub struct VocabEmbeddings {
@@ -61,6 +96,39 @@ pub struct DynRefer {
 }
 
 impl DynReferConfig {
+    /// Refuses a configuration that cannot describe a model worth building: a zero or absurd size,
+    /// a width its heads do not divide. A bundle's manifest comes from anywhere, and building its
+    /// model must neither divide by zero nor allocate without bound.
+    pub fn check(&self) -> Result<(), String> {
+        let value = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        check_sizes(&value, "")?;
+        let (v, q, h, c) = (&self.visual.vit, &self.qformer, &self.heads, &self.clip_text);
+        for (name, width, heads) in [
+            ("visual.vit", v.width, v.heads),
+            ("qformer", q.width, q.heads),
+            ("heads", h.width, h.heads),
+            ("clip_text", c.width, c.heads),
+        ] {
+            if width % heads != 0 {
+                return Err(format!("{name}: width {width} is not a multiple of its {heads} heads"));
+            }
+        }
+        if v.width % self.visual.dcn_group != 0 {
+            return Err(format!("visual: width {} is not a multiple of dcn_group {}", v.width, self.visual.dcn_group));
+        }
+        let tokens = (v.image_size / v.patch).pow(2);
+        if v.patch > v.image_size || tokens > MAX_TOKENS {
+            return Err(format!("visual.vit: {tokens} patches of {} px in {} px", v.patch, v.image_size));
+        }
+        if self.num_views != self.visual.views {
+            return Err(format!("num_views {} but the fusion takes {}", self.num_views, self.visual.views));
+        }
+        if let Some(n) = self.vocab_sizes.iter().find(|&&n| n * c.embed_dim > MAX_VOCAB_VALUES) {
+            return Err(format!("a vocabulary of {n} entries of {} values is too large", c.embed_dim));
+        }
+        Ok(())
+    }
+
     pub fn init(&self, device: &Device) -> DynRefer {
         let [tags, templates, classes] = self.vocab_sizes;
         let text = self.clip_text.embed_dim;

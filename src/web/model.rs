@@ -157,7 +157,7 @@ async fn load_bundle(
     let total = manifest.total_bytes();
     let tokenizer = read(&manifest.t5_tokenizer).await?;
     let mut done = tokenizer.len() as u64;
-    let mut loader = Loader::new(base, manifest, device);
+    let mut loader = Loader::new(base, manifest, device).map_err(|e| e.to_string())?;
     for i in 0..loader.manifest.shards.len() {
         let entry = loader.manifest.shards[i].clone();
         let bytes = read(&entry).await?;

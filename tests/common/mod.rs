@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod hostile;
 pub mod pth;
 
 use std::io::Cursor;
