@@ -11,6 +11,8 @@
 //! # }
 //! ```
 
+use std::ops::ControlFlow;
+
 use burn::prelude::*;
 use image::RgbImage;
 use serde::Serialize;
@@ -78,6 +80,11 @@ pub enum DescribeError {
     Tokenizer(#[from] TokenizerError),
     #[error("options: {0}")]
     Options(String),
+    #[error("the compute device failed: {0}")]
+    Device(String),
+    /// The watcher stopped the description between two stages (a newer region replaced it).
+    #[error("stopped")]
+    Stopped,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,12 +118,30 @@ pub enum ReadBack {
 }
 
 impl ReadBack {
-    async fn floats<const D: usize>(self, t: Tensor<D>) -> Vec<f32> {
+    /// A tensor's values; a device that fails to return them (a lost GPU) is an error, not a panic.
+    async fn floats<const D: usize>(self, t: Tensor<D>) -> Result<Vec<f32>, DescribeError> {
         let data = match self {
             ReadBack::Blocking => t.into_data(),
-            ReadBack::Async => t.into_data_async().await.expect("the device returns its results"),
+            ReadBack::Async => t.into_data_async().await.map_err(|e| DescribeError::Device(format!("{e:?}")))?,
         };
-        data.convert::<f32>().try_into_vec().expect("f32 data")
+        Ok(data.convert::<f32>().try_into_vec().expect("f32 data"))
+    }
+}
+
+/// How long a description in the page may hold the main thread between two turns for input.
+const TURN_MS: f64 = 30.0;
+
+/// Lets the browser handle input and paint: a macrotask turn (the futures executor runs in
+/// microtasks, which input never interrupts). Outside the browser, nothing.
+async fn give_the_browser_a_turn() {
+    #[cfg(all(feature = "web", target_arch = "wasm32"))]
+    {
+        let promise = js_sys::Promise::new(&mut |resolve, _| {
+            if let Some(window) = web_sys::window() {
+                let _ = window.set_timeout_with_callback(&resolve);
+            }
+        });
+        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
     }
 }
 
@@ -168,25 +193,40 @@ impl std::fmt::Display for Stage {
 /// times stages (a stage is timed once the device has finished its work).
 struct Watch<'a> {
     read: ReadBack,
-    on_stage: Option<&'a mut dyn FnMut(Stage)>,
+    on_stage: Option<&'a mut dyn FnMut(Stage) -> ControlFlow<()>>,
     clock: Option<&'a mut dyn FnMut() -> f64>,
     last: f64,
+    /// When the page last had a turn (see `start`).
+    last_turn: f64,
     timings: Timings,
 }
 
 impl<'a> Watch<'a> {
     fn new(read: ReadBack) -> Watch<'a> {
-        Watch { read, on_stage: None, clock: None, last: 0.0, timings: Timings::new() }
+        Watch { read, on_stage: None, clock: None, last: 0.0, last_turn: 0.0, timings: Timings::new() }
     }
 
     fn timed(&mut self, clock: &'a mut dyn FnMut() -> f64) {
         self.last = clock();
+        self.last_turn = self.last;
         self.clock = Some(clock);
     }
 
-    fn start(&mut self, stage: Stage) {
-        if let Some(on_stage) = self.on_stage.as_mut() {
-            on_stage(stage);
+    /// Starts a stage, unless the watcher says to stop. In the browser, the page first gets a
+    /// turn when the last one was a while ago, so that input (a newer box) is handled while a
+    /// description runs on the CPU backend, whose read-backs never wait.
+    async fn start(&mut self, stage: Stage) -> Result<(), DescribeError> {
+        if self.read == ReadBack::Async
+            && self.on_stage.is_some()
+            && let Some(clock) = self.clock.as_mut()
+            && clock() - self.last_turn >= TURN_MS
+        {
+            give_the_browser_a_turn().await;
+            self.last_turn = clock();
+        }
+        match self.on_stage.as_mut().map(|on_stage| on_stage(stage)) {
+            Some(ControlFlow::Break(())) => Err(DescribeError::Stopped),
+            _ => Ok(()),
         }
     }
 
@@ -306,13 +346,14 @@ impl Describer {
         self.run_views(views, options, &mut Watch::new(ReadBack::Async)).await.map(|(d, _)| d)
     }
 
-    /// Like [`Describer::describe_views_async`], telling `on_stage` which stage starts, and
-    /// timing each stage by `clock` (milliseconds) once the device has finished its work.
+    /// Like [`Describer::describe_views_async`], telling `on_stage` which stage starts (it may
+    /// stop the description there: [`DescribeError::Stopped`]), and timing each stage by `clock`
+    /// (milliseconds) once the device has finished its work.
     pub async fn describe_views_watched(
         &self,
         views: Views,
         options: &DescribeOptions,
-        on_stage: &mut dyn FnMut(Stage),
+        on_stage: &mut dyn FnMut(Stage) -> ControlFlow<()>,
         clock: &mut dyn FnMut() -> f64,
     ) -> Result<(Description, Timings), DescribeError> {
         let mut watch = Watch { on_stage: Some(on_stage), ..Watch::new(ReadBack::Async) };
@@ -397,16 +438,16 @@ impl Describer {
                 "num-views {asked}: this model fuses exactly {fused} views per region"
             )));
         }
-        watch.start(Stage::Vit);
+        watch.start(Stage::Vit).await?;
         let vit = model.visual.encode(self.pixels(&views));
         watch.lap("vit", Some(&vit)).await;
-        watch.start(Stage::Align);
+        watch.start(Stage::Align).await?;
         let visual = model.visual.fuse(vit, &region_boxes(&views));
         watch.lap("align_fuse", Some(&visual.fused)).await;
-        watch.start(Stage::Qformer);
+        watch.start(Stage::Qformer).await?;
         let queries = model.qformer.forward(visual.fused); // [1, queries, width]
         watch.lap("qformer", Some(&queries)).await;
-        watch.start(Stage::Heads);
+        watch.start(Stage::Heads).await?;
         let scores = model.heads.forward(queries.clone(), &self.vocab);
         let read = watch.read;
         let threshold = options.tag_threshold.unwrap_or(self.manifest.tag_threshold);
@@ -414,23 +455,23 @@ impl Describer {
         let tags: Vec<Scored> = names
             .tags
             .iter()
-            .zip(read.floats(scores.tags).await)
+            .zip(read.floats(scores.tags).await?)
             .filter(|(_, s)| *s > threshold)
             .map(|(n, score)| Scored { name: n.clone(), score })
             .collect();
         let scored = |names: &[String], scores: Vec<f32>| {
             names.iter().zip(scores).map(|(n, score)| Scored { name: n.clone(), score }).collect::<Vec<_>>()
         };
-        let attributes = scored(&names.attributes, read.floats(scores.attributes).await);
-        let classes = scored(&names.classes, read.floats(scores.classes).await);
+        let attributes = scored(&names.attributes, read.floats(scores.attributes).await?);
+        let classes = scored(&names.classes, read.floats(scores.classes).await?);
         watch.lap("heads", None::<&Tensor<1>>).await;
 
-        watch.start(Stage::T5Encoder);
+        watch.start(Stage::T5Encoder).await?;
         let control = control_string(tags.iter().map(|t| t.name.as_str()), options.controls.as_deref());
         let control_ids = self.tokenizer.encode(&control)?;
         let encoded_t5 = model.t5.encode(model.t5_inputs(queries, &control_ids));
         watch.lap("t5_encoder", Some(&encoded_t5)).await;
-        let decoded = self.generate(&model.t5, encoded_t5, options, watch).await;
+        let decoded = self.generate(&model.t5, encoded_t5, options, watch).await?;
         let caption = self.tokenizer.decode(&decoded.ids)?;
         watch.lap("decoder", None::<&Tensor<1>>).await;
         let description = Description {
@@ -451,7 +492,7 @@ impl Describer {
         encoded: Tensor<3>,
         options: &DescribeOptions,
         watch: &mut Watch<'_>,
-    ) -> crate::decode::search::Decoded {
+    ) -> Result<crate::decode::search::Decoded, DescribeError> {
         let t5 = &self.manifest.config.t5;
         let mut search = Search::new(SearchOptions {
             beams: options.beams,
@@ -466,7 +507,7 @@ impl Describer {
         let mut token = 0;
         while let Some(step) = search.next_step() {
             token += 1;
-            watch.start(Stage::Token { step: token, of: options.max_new_tokens });
+            watch.start(Stage::Token { step: token, of: options.max_new_tokens }).await?;
             if let Some(order) = step.reorder {
                 let order: Vec<i64> = order.into_iter().map(|i| i as i64).collect();
                 let n = order.len();
@@ -475,12 +516,12 @@ impl Describer {
             let ids: Vec<i64> = step.tokens.iter().map(|&t| i64::from(t)).collect();
             let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [step.tokens.len(), 1]), &self.device);
             let logits = t5_model.decode(ids, &mut cache);
-            search.advance(&watch.read.floats(logits).await);
+            search.advance(&watch.read.floats(logits).await?);
             if first {
                 watch.lap("first_token", None::<&Tensor<1>>).await;
                 first = false;
             }
         }
-        search.finish()
+        Ok(search.finish())
     }
 }

@@ -10,7 +10,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use browser::{Browser, StaticServer};
+use browser::{Browser, StaticServer, wait_event, widget_events};
 
 fn dist() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dist");
@@ -367,31 +367,6 @@ fn same_numbers(a: &serde_json::Value, b: &serde_json::Value) -> bool {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_numbers(v, w)))
         }
         _ => a == b,
-    }
-}
-
-/// The events `www/embed.js` logged so far, as (event, element id, detail).
-fn widget_events(browser: &Browser) -> Vec<(String, String, serde_json::Value)> {
-    let log = browser.js("return document.getElementById('log').textContent", serde_json::json!([]));
-    log.as_str()
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["event"].as_str().unwrap().to_string(),
-                v["id"].as_str().unwrap_or_default().to_string(),
-                v["detail"].clone(),
-            )
-        })
-        .collect()
-}
-
-fn wait_event(browser: &Browser, what: &str, found: impl Fn(&[(String, String, serde_json::Value)]) -> bool) {
-    let t0 = std::time::Instant::now();
-    while !found(&widget_events(browser)) {
-        assert!(t0.elapsed() < Duration::from_secs(240), "timed out waiting for {what}: {:?}", widget_events(browser));
-        std::thread::sleep(Duration::from_millis(250));
     }
 }
 

@@ -17,6 +17,6 @@ step "building the page"
 trunk build index.html --release
 
 step "the page in headless Chromium (CPU and WebGPU via SwiftShader) and the widget on a strict host page"
-cargo test --release --locked --test web_page -- --ignored --skip bench --test-threads=1
+cargo test --release --locked --test web_page --test web_reliability -- --ignored --skip bench --test-threads=1
 
 step "all tests passed"

@@ -112,7 +112,7 @@ struct Entry {
 /// A `.pth` / `.pt` state dict, keys as stored. A checkpoint saved by LAVIS' runner holds the
 /// training state beside the weights (`model`, `optimizer`, `config`, `scaler`, `epoch`): then
 /// only `model` is read, as the official loader does.
-fn read_pth(path: &Path) -> Result<Vec<(String, PackTensor)>, ConvertError> {
+pub fn read_pth(path: &Path) -> Result<Vec<(String, PackTensor)>, ConvertError> {
     let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
     let tensors = store.get_all_tensors().map_err(|e| file_err(path, format!("not a PyTorch checkpoint: {e}")))?;
     let wrapped = tensors.keys().any(|k| k.starts_with("model."));

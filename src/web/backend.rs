@@ -103,9 +103,10 @@ async fn adapter() -> Option<Adapter> {
     Some(Adapter { name: if name.is_empty() { "unnamed adapter".into() } else { name }, software, max_binding })
 }
 
-/// Picks the backend: WebGPU if an adapter exists and computes correctly, else the CPU.
-pub async fn detect() -> Compute {
-    if let Some(adapter) = adapter().await
+/// Picks the backend: WebGPU if allowed, an adapter exists and it computes correctly, else the CPU.
+pub async fn detect(allow_gpu: bool) -> Compute {
+    if allow_gpu
+        && let Some(adapter) = adapter().await
         && let Ok(device) = Device::wgpu_options().init_async().await
         && works(&device).await
     {

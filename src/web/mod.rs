@@ -3,6 +3,7 @@
 
 mod backend;
 mod model;
+mod session;
 mod widget;
 
 use std::rc::Rc;
@@ -57,6 +58,12 @@ struct Thumb {
     region_pct: [f64; 4],
 }
 
+/// The bytes of this wasm instance's memory (it grows, and never shrinks).
+fn wasm_memory_bytes() -> u64 {
+    let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+    js_sys::ArrayBuffer::from(memory.buffer()).byte_length() as u64
+}
+
 fn now_ms() -> f64 {
     web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
 }
@@ -101,6 +108,9 @@ async fn read_file(file: &web_sys::File) -> Result<Vec<u8>, String> {
         JsFuture::from(file.array_buffer()).await.map_err(|_| "the browser could not read the file".to_string())?;
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
+
+/// How long a new box waits before it is described, in case a newer one replaces it.
+const SETTLE_MS: i32 = 50;
 
 /// How close (screen pixels) a press must be to a corner of the box to grab it.
 const HANDLE_REACH_PX: f64 = 12.0;
@@ -200,6 +210,8 @@ fn App() -> impl IntoView {
     let controls = RwSignal::new(String::new());
     let threshold = RwSignal::new(String::new());
     let description = RwSignal::new(None::<Description>);
+    // the wasm memory's size after the last description, for long-session tests
+    let memory = RwSignal::new(String::new());
     // Each run has a number; a run that a newer one has replaced does not show its result.
     let run_id = StoredValue::new(0u64);
 
@@ -207,7 +219,15 @@ fn App() -> impl IntoView {
     let adapter = RwSignal::new(String::new());
     let stage_text = RwSignal::new(String::new());
     let timings = RwSignal::new(String::new());
-    let model_url = RwSignal::new(model::bundle_url());
+    // After a lost GPU `gpu-watch.js` reloads the page, which then restores what it saved.
+    session::arm_recovery();
+    let restore = StoredValue::new_local(session::take_restore());
+    let gpu_losses = session::gpu_losses();
+    let saved_url = restore.with_value(|r| r.as_ref().map(|r| r.model_url.clone())).filter(|u| !u.is_empty());
+    let model_url = RwSignal::new(saved_url.unwrap_or_else(model::bundle_url));
+    // The model in use came from this URL ("" when from files on this computer).
+    let model_in_use = StoredValue::new(String::new());
+    let photo_name = StoredValue::new(String::new());
     let show_progress = move |p: crate::bundle::Progress| {
         let (done, total) = (p.done as f64 / 1e6, p.total as f64 / 1e6);
         let slow =
@@ -238,18 +258,49 @@ fn App() -> impl IntoView {
                     model_name.set("none".into());
                 }
                 loading.set(String::new());
-                status.set(format!("error: the model did not load: {e}"));
+                let why = if gpu_losses >= session::MAX_GPU_LOSSES {
+                    format!(
+                        "the GPU was lost {gpu_losses} times in this tab, and on the CPU the model did not load: {e}"
+                    )
+                } else {
+                    format!("the model did not load: {e}")
+                };
+                status.set(format!("error: {why}"));
             }
         }
+    };
+    let watch_load = move |event: model::Loading| match event {
+        model::Loading::Progress(p) => show_progress(p),
+        model::Loading::Stalled { file, seconds } => loading.set(format!(
+            "the download of {file} has stalled: nothing received for {seconds:.0} s; still waiting (load another \
+             model to give up)"
+        )),
+    };
+    // The load in progress; a newer one cancels it.
+    let current_load = StoredValue::new_local(None::<model::Cancel>);
+    let start_load = move || {
+        if let Some(old) = current_load.get_value() {
+            old.cancel();
+        }
+        let cancel = model::Cancel::default();
+        current_load.set_value(Some(cancel.clone()));
+        cancel
     };
     // Loads the bundle at `model_url`; the model in use stays until the new one is ready.
     let load_model = move || {
         let Some(c) = compute.get_value() else { return };
         let url = model::folder_url(&model_url.get_untracked());
         status.set("loading".into());
+        let cancel = start_load();
         spawn_local(async move {
             let t0 = now_ms();
-            let loaded = model::load(&url, &c.device, &c.target(), show_progress).await;
+            let loaded = model::load(&url, &c.device, &c.target(), &cancel, watch_load).await;
+            if cancel.is_cancelled() {
+                return;
+            }
+            if loaded.is_ok() {
+                model_in_use.set_value(url.clone());
+            }
             let not_cached = loaded.as_ref().map_or(0, |l| l.not_cached);
             let short = loaded.as_ref().ok().and_then(|l| l.short_of_room);
             let note = match short {
@@ -272,9 +323,16 @@ fn App() -> impl IntoView {
         let input: web_sys::HtmlInputElement = ev.target().unwrap().unchecked_into();
         let (Some(files), Some(c)) = (input.files(), compute.get_value()) else { return };
         status.set("loading".into());
+        let cancel = start_load();
         spawn_local(async move {
             let t0 = now_ms();
-            use_model(model::load_files(&files, &c.device, &c.target(), show_progress).await, t0, String::new()).await;
+            let loaded = model::load_files(&files, &c.device, &c.target(), show_progress).await;
+            if loaded.is_ok() {
+                model_in_use.set_value(String::new());
+            }
+            if !cancel.is_cancelled() {
+                use_model(loaded, t0, String::new()).await;
+            }
         });
     };
     // a folder picker where the browser has one (the attribute is not in leptos' vocabulary)
@@ -285,12 +343,15 @@ fn App() -> impl IntoView {
         }
     });
     spawn_local(async move {
-        let c = backend::detect().await;
+        let c = backend::detect(gpu_losses < session::MAX_GPU_LOSSES).await;
         backend.set(c.backend.to_string());
-        adapter.set(c.adapter.as_ref().map_or(String::new(), |a| {
-            let kind = if a.software { "a software GPU: slow" } else { "GPU" };
-            format!(" ({}, {kind})", a.name)
-        }));
+        adapter.set(match &c.adapter {
+            Some(a) => format!(" ({}, {})", a.name, if a.software { "a software GPU: slow" } else { "GPU" }),
+            None if gpu_losses >= session::MAX_GPU_LOSSES => {
+                format!(" (the GPU was lost {gpu_losses} times in this tab: computing on the CPU)")
+            }
+            None => String::new(),
+        });
         compute.set_value(Some(Rc::new(c)));
         load_model();
     });
@@ -311,6 +372,15 @@ fn App() -> impl IntoView {
         let t0 = now_ms();
         let size = model.as_ref().map_or(ViewOptions::default().size, |d| d.manifest.config.image_size as u32);
         let opts = ViewOptions { num_views: num_views.get_untracked(), size };
+        session::save(&session::Saved {
+            model_url: model_in_use.get_value(),
+            photo_name: Some(photo_name.get_value()),
+            region: Some(b),
+            num_views: opts.num_views,
+            beams: beams.get_untracked(),
+            threshold: threshold.get_untracked(),
+            controls: controls.get_untracked(),
+        });
         let built = build_views(&p.image, RegionBox(b), &opts);
         let t1 = now_ms();
         let shown = built.map_err(|e| e.to_string()).and_then(|v| {
@@ -340,10 +410,19 @@ fn App() -> impl IntoView {
             ..DescribeOptions::default()
         };
         spawn_local(async move {
+            // A drag or a held arrow key makes boxes faster than they can be described: a box
+            // waits a moment, and one replaced meanwhile is never started.
+            model::sleep(SETTLE_MS).await;
+            if run_id.get_value() != id {
+                return;
+            }
+            // a newer box stops this description at its next stage
             let mut on_stage = |stage: crate::describe::Stage| {
-                if run_id.get_value() == id {
-                    stage_text.set(stage.to_string());
+                if run_id.get_value() != id {
+                    return std::ops::ControlFlow::Break(());
                 }
+                stage_text.set(stage.to_string());
+                std::ops::ControlFlow::Continue(())
             };
             let described = model.describe_views_watched(built, &options, &mut on_stage, &mut now_ms).await;
             if run_id.get_value() != id {
@@ -358,6 +437,7 @@ fn App() -> impl IntoView {
                     result.set(serde_json::to_string(&d).unwrap_or_default());
                     timing.set(format!("views in {:.0} ms, described in {:.0} ms", t1 - t0, now_ms() - t1));
                     description.set(Some(d));
+                    memory.set(wasm_memory_bytes().to_string());
                     status.set("done".into());
                 }
                 Err(e) => status.set(format!("error: {e}")),
@@ -377,7 +457,11 @@ fn App() -> impl IntoView {
             let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(b.as_slice()));
             web_sys::Blob::new_with_u8_array_sequence(&parts).ok()
         });
-        let decoded = bytes.and_then(|b| decode_photo(&b, DEFAULT_MAX_PIXELS).map_err(|e| e.to_string()));
+        let decoded = bytes.and_then(|b| {
+            let image = decode_photo(&b, DEFAULT_MAX_PIXELS).map_err(|e| e.to_string())?;
+            spawn_local(session::save_photo(b));
+            Ok(image)
+        });
         timing.set(format!("photo decoded in {:.0} ms", now_ms() - t0));
         let url = blob.and_then(|b| web_sys::Url::create_object_url_with_blob(&b).ok()).ok_or(());
         {
@@ -391,6 +475,7 @@ fn App() -> impl IntoView {
                     box_text.set(String::new());
                     result.set(String::new());
                     photo.set(Some(Photo { image: Arc::new(image), url }));
+                    photo_name.set_value(name);
                     status.set("ready".into());
                 }
                 (Err(e), _) => status.set(format!("error: {name}: {e}")),
@@ -472,6 +557,25 @@ fn App() -> impl IntoView {
         }
     };
 
+    // Once a model is in use after a recovery: the saved photo, options and box come back.
+    Effect::new(move |_| {
+        if status.get() != "ready" || describer.get_value().is_none() {
+            return;
+        }
+        let Some(saved) = restore.try_update_value(Option::take).flatten() else { return };
+        spawn_local(async move {
+            let Some(bytes) = session::saved_photo().await else { return };
+            beams.set(saved.beams);
+            threshold.set(saved.threshold);
+            controls.set(saved.controls);
+            open_photo(saved.photo_name.unwrap_or_else(|| "photo".into()), Ok(bytes));
+            if let Some(b) = saved.region {
+                set_region(b);
+                run_views(b);
+            }
+        });
+    });
+
     let overlay_style = move || match (region.get(), photo.get()) {
         (Some(b), Some(p)) => overlay(b, &p.image),
         _ => "display:none".to_string(),
@@ -517,7 +621,7 @@ fn App() -> impl IntoView {
                 <label>
                     " Beams "
                     <select class="beams" on:change=move |ev| beams.set(event_target_value(&ev).parse().unwrap_or(5))>
-                        {(1..=5).map(|n| view! { <option value=n selected=n == 5>{n}</option> }).collect_view()}
+                        {(1..=5).map(|n| view! { <option value=n selected=move || beams.get() == n>{n}</option> }).collect_view()}
                     </select>
                 </label>
                 <label>
@@ -635,6 +739,7 @@ fn App() -> impl IntoView {
         </main>
         <pre data-role="result" hidden>{move || result.get()}</pre>
         <pre data-role="timings" hidden>{move || timings.get()}</pre>
+        <pre data-role="memory" hidden>{move || memory.get()}</pre>
     }
 }
 

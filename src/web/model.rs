@@ -2,12 +2,17 @@
 //! one, each verified and moved to the device before the next is fetched. Shards and the
 //! tokenizer are kept in the browser's Cache Storage under their SHA-256, so a reload fetches
 //! only the manifest; a cached file that fails its hash check is dropped and fetched again.
+//! Downloads are streamed (progress counts bytes), tried again after transient failures, reported
+//! when they stall, and aborted when a newer load replaces theirs.
+
+use std::cell::Cell;
+use std::rc::Rc;
 
 use burn::tensor::Device;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::bundle::{FileEntry, Loader, MANIFEST, Manifest, Progress, Target};
+use crate::bundle::{FileEntry, Loader, MANIFEST, MAX_MANIFEST_BYTES, Manifest, Progress, Target};
 use crate::describe::Describer;
 
 /// A parameter of the page's URL (`?name=value`).
@@ -27,20 +32,159 @@ pub fn folder_url(url: &str) -> String {
     if url.ends_with('/') { url.to_string() } else { format!("{url}/") }
 }
 
-pub async fn fetch(url: &str) -> Result<Vec<u8>, String> {
-    let window = web_sys::window().ok_or("no window")?;
-    let response = JsFuture::from(window.fetch_with_str(url))
-        .await
-        .map_err(|_| format!("{url}: the download failed (network error or blocked by CORS)"))?;
-    let response: web_sys::Response = response.unchecked_into();
-    if !response.ok() {
-        let status = response.status();
-        let why = if status == 404 { "not found (404)".to_string() } else { format!("HTTP {status}") };
-        return Err(format!("{url}: {why}"));
+/// How long a failed download waits before each new try: a server error (5xx, 408, 429) or a
+/// dropped or cut connection is tried again three times; a 404 or a refusal is not.
+const RETRY_DELAYS_MS: [i32; 3] = [500, 1000, 2000];
+
+/// How long a download may receive nothing before the page says it stalled (`?stall-ms=N` in tests).
+fn stall_ms() -> f64 {
+    query_param("stall-ms").and_then(|v| v.parse().ok()).unwrap_or(10_000.0)
+}
+
+/// A load that a newer one replaces: the page cancels it, and its downloads are aborted.
+#[derive(Clone, Default)]
+pub struct Cancel(Rc<Cell<bool>>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.set(true);
     }
-    let buffer = response.array_buffer().map_err(|_| format!("{url}: unreadable response"))?;
-    let buffer = JsFuture::from(buffer).await.map_err(|_| format!("{url}: the download was interrupted"))?;
-    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.get()
+    }
+}
+
+/// What a load tells the page while it runs.
+pub enum Loading {
+    /// Bytes verified or received so far, of all the bundle's files.
+    Progress(Progress),
+    /// A file has received nothing for a while; the download goes on waiting.
+    Stalled { file: String, seconds: f64 },
+}
+
+/// Why a download ended without the file.
+enum Failure {
+    /// Worth another try: a dropped or cut connection, a server error.
+    Transient(String),
+    Final(String),
+}
+
+pub(super) async fn sleep(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        if let Some(w) = web_sys::window() {
+            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+        }
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+/// Downloads `url`, tried again on transient failures; `received` hears the bytes of the try in
+/// progress, `stalled` how long it has received nothing.
+async fn download(
+    url: &str,
+    max_bytes: u64,
+    cancel: &Cancel,
+    received: &dyn Fn(u64),
+    stalled: &dyn Fn(f64),
+) -> Result<Vec<u8>, String> {
+    for (attempt, delay) in RETRY_DELAYS_MS.iter().map(Some).chain([None]).enumerate() {
+        match download_once(url, max_bytes, cancel, received, stalled).await {
+            Ok(bytes) => return Ok(bytes),
+            Err(Failure::Transient(why)) => match delay {
+                Some(&ms) if !cancel.is_cancelled() => sleep(ms).await,
+                _ => return Err(format!("{url}: {why} (tried {} times)", attempt + 1)),
+            },
+            Err(Failure::Final(why)) => return Err(format!("{url}: {why}")),
+        }
+    }
+    unreachable!("the last try returns")
+}
+
+/// One try: streams the body, so that progress counts bytes and a stall or a cancel is noticed
+/// while the server sends nothing.
+async fn download_once(
+    url: &str,
+    max_bytes: u64,
+    cancel: &Cancel,
+    received: &dyn Fn(u64),
+    stalled: &dyn Fn(f64),
+) -> Result<Vec<u8>, Failure> {
+    let window = web_sys::window().ok_or(Failure::Final("no window".into()))?;
+    let abort = web_sys::AbortController::new().map_err(|_| Failure::Final("no AbortController".into()))?;
+    let init = web_sys::RequestInit::new();
+    init.set_signal(Some(&abort.signal()));
+    let response = JsFuture::from(window.fetch_with_str_and_init(url, &init))
+        .await
+        .map_err(|_| Failure::Transient("the download failed (network error or blocked by CORS)".into()))?;
+    let response: web_sys::Response = response.unchecked_into();
+    let status = response.status();
+    if !response.ok() {
+        return Err(match status {
+            404 => Failure::Final("not found (404)".into()),
+            408 | 429 | 500..=599 => Failure::Transient(format!("HTTP {status}")),
+            _ => Failure::Final(format!("HTTP {status}")),
+        });
+    }
+    let length = response.headers().get("content-length").ok().flatten().and_then(|l| l.parse::<u64>().ok());
+    if let Some(length) = length.filter(|&l| l > max_bytes) {
+        abort.abort();
+        return Err(Failure::Final(format!("{length} bytes, more than the {max_bytes} expected: refused")));
+    }
+    let Some(body) = response.body() else { return Ok(Vec::new()) };
+    let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut bytes = Vec::with_capacity(length.unwrap_or(0).min(max_bytes) as usize);
+    let (stall_ms, mut last) = (stall_ms(), super::now_ms());
+    let mut read = JsFuture::from(reader.read());
+    loop {
+        let tick = Box::pin(sleep(500));
+        let chunk = match futures::future::select(read, tick).await {
+            futures::future::Either::Left((chunk, _)) => chunk,
+            futures::future::Either::Right((_, pending)) => {
+                if cancel.is_cancelled() {
+                    abort.abort();
+                    return Err(Failure::Final("cancelled".into()));
+                }
+                let quiet = super::now_ms() - last;
+                if quiet >= stall_ms {
+                    stalled(quiet / 1e3);
+                }
+                read = pending;
+                continue;
+            }
+        };
+        let cut = || Failure::Transient(format!("the connection dropped after {} bytes", bytes.len()));
+        let chunk = chunk.map_err(|_| cut())?;
+        if js_sys::Reflect::get(&chunk, &"done".into()).ok().and_then(|d| d.as_bool()) == Some(true) {
+            break;
+        }
+        let value: js_sys::Uint8Array =
+            js_sys::Reflect::get(&chunk, &"value".into()).map_err(|_| cut())?.unchecked_into();
+        let start = bytes.len();
+        if (start + value.length() as usize) as u64 > max_bytes {
+            abort.abort();
+            return Err(Failure::Final(format!("more than the {max_bytes} bytes expected: refused")));
+        }
+        bytes.resize(start + value.length() as usize, 0);
+        value.copy_to(&mut bytes[start..]);
+        received(bytes.len() as u64);
+        last = super::now_ms();
+        read = JsFuture::from(reader.read());
+    }
+    match length {
+        Some(length) if length != bytes.len() as u64 => {
+            Err(Failure::Transient(format!("the download was cut off at {} of {length} bytes", bytes.len())))
+        }
+        _ => Ok(bytes),
+    }
+}
+
+/// The largest photo file the page downloads (its pixels are bounded again when it is decoded).
+const MAX_PHOTO_BYTES: u64 = 256 << 20;
+
+/// A photo by URL: no progress, no cancel.
+pub async fn fetch(url: &str) -> Result<Vec<u8>, String> {
+    download(url, MAX_PHOTO_BYTES, &Cancel::default(), &|_| {}, &|_| {}).await
 }
 
 const CACHE: &str = "dynrefer-models";
@@ -50,10 +194,29 @@ async fn cache() -> Option<web_sys::Cache> {
     JsFuture::from(caches.open(CACHE)).await.ok().map(|c| c.unchecked_into())
 }
 
-/// A bundle file by its hash: from the cache when it is there and intact, else downloaded and
-/// cached. Also says whether the file is in the cache now (a full quota: not, and the next visit
-/// downloads it again).
-async fn fetch_file(base: &str, entry: &FileEntry) -> Result<(Vec<u8>, bool), String> {
+thread_local! {
+    /// Bytes this page has put in Cache Storage, for the `?cache-quota=BYTES` test hook.
+    static CACHED_BYTES: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Whether the `?cache-quota=BYTES` test hook says the storage is full for `bytes` more: it
+/// stands for a browser's quota that runs out halfway through a bundle.
+fn over_test_quota(bytes: u64) -> bool {
+    let quota = query_param("cache-quota").and_then(|q| q.parse::<u64>().ok());
+    quota.is_some_and(|quota| CACHED_BYTES.with(Cell::get) + bytes > quota)
+}
+
+/// A bundle file by its hash: from the cache when it is there and intact, else downloaded,
+/// verified and cached. Nothing unverified enters the cache, so a cut or tampered download never
+/// outlives its load. Also says whether the file is in the cache now (a full quota: not, and the
+/// next visit downloads it again).
+async fn fetch_file(
+    base: &str,
+    entry: &FileEntry,
+    cancel: &Cancel,
+    received: &dyn Fn(u64),
+    stalled: &dyn Fn(f64),
+) -> Result<(Vec<u8>, bool), String> {
     let url = format!("{base}{}", entry.file);
     let key = format!("{url}?sha256={}", entry.sha256);
     let cache = cache().await;
@@ -69,12 +232,17 @@ async fn fetch_file(base: &str, entry: &FileEntry) -> Result<(Vec<u8>, bool), St
         }
         let _ = JsFuture::from(cache.delete_with_str(&key)).await;
     }
-    let bytes = fetch(&url).await?;
+    let bytes = download(&url, entry.bytes, cancel, received, stalled).await?;
+    Manifest::verify(base, entry, &bytes).map_err(|e| e.to_string())?;
     let mut cached = false;
     if let Some(cache) = &cache
+        && !over_test_quota(bytes.len() as u64)
         && let Ok(response) = web_sys::Response::new_with_opt_u8_array(Some(&mut bytes.clone()))
     {
         cached = JsFuture::from(cache.put_with_str(&key, &response)).await.is_ok();
+        if cached {
+            CACHED_BYTES.with(|c| c.set(c.get() + bytes.len() as u64));
+        }
     }
     Ok((bytes, cached))
 }
@@ -109,19 +277,33 @@ pub struct Loaded {
 }
 
 /// Loads the bundle at `base` on `device`, after checking that it can run on `target`;
-/// `progress` hears after each file.
-pub async fn load(base: &str, device: &Device, target: &Target, progress: impl Fn(Progress)) -> Result<Loaded, String> {
-    let manifest = Manifest::parse(base, &fetch(&format!("{base}{MANIFEST}")).await?).map_err(|e| e.to_string())?;
+/// `watch` hears progress within each file and stalls; `cancel` gives the load up.
+pub async fn load(
+    base: &str,
+    device: &Device,
+    target: &Target,
+    cancel: &Cancel,
+    watch: impl Fn(Loading),
+) -> Result<Loaded, String> {
+    let manifest_url = format!("{base}{MANIFEST}");
+    let stalled = |seconds| watch(Loading::Stalled { file: MANIFEST.into(), seconds });
+    let bytes = download(&manifest_url, MAX_MANIFEST_BYTES, cancel, &|_| {}, &stalled).await?;
+    let manifest = Manifest::parse(base, &bytes).map_err(|e| e.to_string())?;
     manifest.check_fit(target).map_err(|e| format!("{base}: {e}"))?;
     let needed = manifest.total_bytes();
     let short_of_room = storage_room().await.filter(|&room| room < needed).map(|room| (room, needed));
-    let not_cached = std::cell::Cell::new(0);
-    let read = async |entry: &FileEntry| {
-        let (bytes, cached) = fetch_file(base, entry).await?;
+    let not_cached = Cell::new(0);
+    let watch = &watch;
+    let read = async |entry: &FileEntry, received: &dyn Fn(u64)| {
+        let stalled = |seconds| watch(Loading::Stalled { file: entry.file.clone(), seconds });
+        let (bytes, cached) = fetch_file(base, entry, cancel, received, &stalled).await?;
         not_cached.set(not_cached.get() + usize::from(!cached));
         Ok(bytes)
     };
-    let describer = load_bundle(base, manifest, device, progress, read).await?;
+    let describer = load_bundle(base, manifest, device, |p| watch(Loading::Progress(p)), read).await?;
+    if cancel.is_cancelled() {
+        return Err("cancelled".into());
+    }
     Ok(Loaded { describer, not_cached: not_cached.get(), short_of_room })
 }
 
@@ -142,25 +324,29 @@ pub async fn load_files(
     let base = "the chosen folder";
     let manifest = Manifest::parse(base, &read(MANIFEST).await?).map_err(|e| e.to_string())?;
     manifest.check_fit(target).map_err(|e| format!("{base}: {e}"))?;
-    load_bundle(base, manifest, device, progress, async |entry: &FileEntry| read(&entry.file).await).await
+    load_bundle(base, manifest, device, progress, async |entry: &FileEntry, _: &dyn Fn(u64)| read(&entry.file).await)
+        .await
 }
 
 /// What every source shares: the tokenizer, then each shard verified and moved to the device
-/// before the next is read, so that the page holds about one shard at a time.
+/// before the next is read, so that the page holds about one shard at a time. `read` tells the
+/// bytes of the file it reads as they arrive.
 async fn load_bundle(
     base: &str,
     manifest: Manifest,
     device: &Device,
     progress: impl Fn(Progress),
-    read: impl AsyncFn(&FileEntry) -> Result<Vec<u8>, String>,
+    read: impl AsyncFn(&FileEntry, &dyn Fn(u64)) -> Result<Vec<u8>, String>,
 ) -> Result<Describer, String> {
     let total = manifest.total_bytes();
-    let tokenizer = read(&manifest.t5_tokenizer).await?;
+    let tokenizer = read(&manifest.t5_tokenizer, &|_| {}).await?;
     let mut done = tokenizer.len() as u64;
     let mut loader = Loader::new(base, manifest, device).map_err(|e| e.to_string())?;
     for i in 0..loader.manifest.shards.len() {
         let entry = loader.manifest.shards[i].clone();
-        let bytes = read(&entry).await?;
+        let file = entry.file.clone();
+        let arriving = |bytes: u64| progress(Progress { done: done + bytes, total, file: file.clone() });
+        let bytes = read(&entry, &arriving).await?;
         done += bytes.len() as u64;
         loader.add_shard(i, bytes).map_err(|e| e.to_string())?;
         progress(Progress { done, total, file: entry.file });

@@ -27,7 +27,7 @@ type SharedModel = Shared<LocalBoxFuture<'static, Result<Rc<Describer>, String>>
 
 thread_local! {
     static DEVICE: Shared<LocalBoxFuture<'static, Rc<backend::Compute>>> =
-        async { Rc::new(backend::detect().await) }.boxed_local().shared();
+        async { Rc::new(backend::detect(true).await) }.boxed_local().shared();
     static MODELS: RefCell<HashMap<String, SharedModel>> = RefCell::new(HashMap::new());
 }
 
@@ -39,7 +39,10 @@ async fn shared_model(url: String) -> Result<Rc<Describer>, String> {
             let url = url.clone();
             async move {
                 let compute = DEVICE.with(Clone::clone).await;
-                model::load(&url, &compute.device, &compute.target(), |_| {}).await.map(|l| Rc::new(l.describer))
+                let never = model::Cancel::default();
+                model::load(&url, &compute.device, &compute.target(), &never, |_| {})
+                    .await
+                    .map(|l| Rc::new(l.describer))
             }
             .boxed_local()
             .shared()

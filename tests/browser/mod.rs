@@ -1,21 +1,47 @@
 //! What the browser tests need, without a web framework: a static file server for the built site,
 //! a W3C WebDriver client over plain HTTP, and Debian's chromedriver + headless Chromium.
+//! Shared by several test binaries, each of which uses a part of it.
+#![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// Serves a folder on 127.0.0.1.
+/// Serves a folder on 127.0.0.1, with more folders mounted under URL prefixes, and misbehaves on
+/// request (see [`Fault`]).
 pub struct StaticServer {
     pub port: u16,
+    state: Arc<ServerState>,
 }
 
 /// Response headers beyond the content type (e.g. a CSP, or CORS for a model host).
 pub type Headers = &'static [&'static str];
+
+/// How the server misbehaves for a path.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// Promises the whole file, sends half, and closes the connection.
+    Cut,
+    /// Sends a quarter of the file, then nothing, holding the connection open.
+    Stall,
+    /// Answers with this HTTP status instead of the file.
+    Status(u16),
+}
+
+#[derive(Default)]
+struct ServerState {
+    mounts: Mutex<Vec<(String, PathBuf)>>,
+    /// Path suffix, fault, how many more requests it hits.
+    faults: Mutex<Vec<(String, Fault, usize)>>,
+    /// Requests per path.
+    hits: Mutex<HashMap<String, usize>>,
+}
 
 fn content_type(path: &Path) -> &'static str {
     match path.extension().and_then(|e| e.to_str()) {
@@ -29,7 +55,7 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-fn serve_one(mut stream: TcpStream, root: &Path, headers: Headers) -> std::io::Result<()> {
+fn serve_one(mut stream: TcpStream, root: &Path, headers: Headers, state: &ServerState) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -40,19 +66,41 @@ fn serve_one(mut stream: TcpStream, root: &Path, headers: Headers) -> std::io::R
         }
     }
     let target = line.split_whitespace().nth(1).unwrap_or("/");
-    let path = target.split('?').next().unwrap_or("/").trim_start_matches('/');
-    let file = root.join(if path.is_empty() { "index.html" } else { path });
-    let (status, body, kind) = match file.canonicalize() {
-        Ok(f) if f.starts_with(root) && f.is_file() => ("200 OK", std::fs::read(&f)?, content_type(&f)),
-        _ => ("404 Not Found", b"not found".to_vec(), "text/plain"),
+    let path = target.split('?').next().unwrap_or("/").to_string();
+    *state.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+    let fault = state.faults.lock().unwrap().iter_mut().find(|f| path.ends_with(&f.0) && f.2 > 0).map(|f| {
+        f.2 -= 1;
+        f.1
+    });
+    let mounts = state.mounts.lock().unwrap().clone();
+    let (folder, rest) = mounts
+        .iter()
+        .find_map(|(prefix, dir)| path.strip_prefix(prefix.as_str()).map(|rest| (dir.clone(), rest.to_string())))
+        .unwrap_or_else(|| (root.to_path_buf(), path.trim_start_matches('/').to_string()));
+    let file = folder.join(if rest.is_empty() { "index.html" } else { &rest });
+    let (mut status, mut body, mut kind) = match file.canonicalize() {
+        Ok(f) if f.starts_with(&folder) && f.is_file() => ("200 OK".to_string(), std::fs::read(&f)?, content_type(&f)),
+        _ => ("404 Not Found".to_string(), b"not found".to_vec(), "text/plain"),
     };
+    if let Some(Fault::Status(code)) = fault {
+        (status, body, kind) = (format!("{code} Injected"), b"injected failure".to_vec(), "text/plain");
+    }
     let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(
         stream,
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     )?;
-    stream.write_all(&body)
+    match fault {
+        Some(Fault::Cut) => stream.write_all(&body[..body.len() / 2]),
+        Some(Fault::Stall) => {
+            stream.write_all(&body[..body.len() / 4])?;
+            stream.flush()?;
+            std::thread::sleep(Duration::from_secs(600));
+            Ok(())
+        }
+        _ => stream.write_all(&body),
+    }
 }
 
 impl StaticServer {
@@ -64,17 +112,34 @@ impl StaticServer {
         let root = root.canonicalize().expect("the site folder exists");
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(ServerState::default());
+        let shared = state.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let root = root.clone();
-                std::thread::spawn(move || serve_one(stream, &root, headers));
+                let (root, state) = (root.clone(), shared.clone());
+                std::thread::spawn(move || serve_one(stream, &root, headers, &state));
             }
         });
-        StaticServer { port }
+        StaticServer { port, state }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Serves `dir` under the URL path `prefix` (which starts and ends with a slash).
+    pub fn mount(&self, prefix: &str, dir: &Path) {
+        self.state.mounts.lock().unwrap().push((prefix.to_string(), dir.canonicalize().unwrap()));
+    }
+
+    /// The next `times` requests for a path ending in `suffix` get `fault`.
+    pub fn fault(&self, suffix: &str, fault: Fault, times: usize) {
+        self.state.faults.lock().unwrap().push((suffix.to_string(), fault, times));
+    }
+
+    /// How many requests `path` has had.
+    pub fn hits(&self, path: &str) -> usize {
+        self.state.hits.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 }
 
@@ -157,6 +222,9 @@ impl Browser {
             "--no-first-run".into(),
             "--disable-quic".into(),
             "--window-size=1280,900".into(),
+            // `gc()` and exact heap sizes, for the long-session tests
+            "--js-flags=--expose-gc".into(),
+            "--enable-precise-memory-info".into(),
             format!("--user-data-dir={}", profile.0.display()),
         ];
         if webgpu {
@@ -168,6 +236,7 @@ impl Browser {
         }}});
         let r = http(port, "POST", "/session", Some(&caps));
         let session = r["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {r}")).to_string();
+        http(port, "POST", &format!("/session/{session}/timeouts"), Some(&json!({"script": 300_000})));
         Browser { driver, port, session, _profile: profile }
     }
 
@@ -186,6 +255,27 @@ impl Browser {
     /// Runs `script` (a function body; `arguments` holds `args`) and returns its value.
     pub fn js(&self, script: &str, args: Value) -> Value {
         self.cmd("POST", "/execute/sync", Some(json!({"script": script, "args": args})))
+    }
+
+    /// Like [`Browser::js`], but None where the script failed (e.g. while the page reloads).
+    pub fn try_js(&self, script: &str, args: Value) -> Option<Value> {
+        let body = json!({"script": script, "args": args});
+        let r = http(self.port, "POST", &format!("/session/{}/execute/sync", self.session), Some(&body));
+        r["value"]["error"].is_null().then(|| r["value"].clone())
+    }
+
+    /// Runs `script` (a function body that may `await`) and returns the value it returns.
+    pub fn js_async(&self, script: &str, args: Value) -> Value {
+        let wrapped = format!(
+            "const done = arguments[arguments.length - 1]; (async (...arguments) => {{ {script} }})(...Array.from(arguments).slice(0, -1)).then(done, e => done('error: ' + e));"
+        );
+        self.cmd("POST", "/execute/async", Some(json!({"script": wrapped, "args": args})))
+    }
+
+    /// Runs `source` in every new document of this browser before the page's own scripts.
+    pub fn before_each_page(&self, source: &str) {
+        let body = json!({"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source": source}});
+        self.cmd("POST", "/goog/cdp/execute", Some(body));
     }
 
     /// The text of the first element with `data-role=role`, or None.
@@ -226,6 +316,11 @@ impl Browser {
             mv(from, 0), {"type": "pointerDown", "button": 0}, mv([(from[0] + to[0]) / 2.0, (from[1] + to[1]) / 2.0], 100),
             mv(to, 100), {"type": "pointerUp", "button": 0}
         ]}]});
+        self.cmd("POST", "/actions", Some(actions));
+    }
+
+    /// Performs a W3C WebDriver action sequence.
+    pub fn perform(&self, actions: Value) {
         self.cmd("POST", "/actions", Some(actions));
     }
 
@@ -279,4 +374,30 @@ fn base64_decode(s: &str) -> Vec<u8> {
             out.into_iter().take(c.len() - 1)
         })
         .collect()
+}
+
+/// The events `www/embed.js` logged so far, as (event, element id, detail).
+pub fn widget_events(browser: &Browser) -> Vec<(String, String, Value)> {
+    let log = browser.js("return document.getElementById('log').textContent", json!([]));
+    log.as_str()
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["event"].as_str().unwrap().to_string(),
+                v["id"].as_str().unwrap_or_default().to_string(),
+                v["detail"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the logged widget events satisfy `found`.
+pub fn wait_event(browser: &Browser, what: &str, found: impl Fn(&[(String, String, Value)]) -> bool) {
+    let t0 = Instant::now();
+    while !found(&widget_events(browser)) {
+        assert!(t0.elapsed() < Duration::from_secs(240), "timed out waiting for {what}: {:?}", widget_events(browser));
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

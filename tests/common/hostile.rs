@@ -50,7 +50,8 @@ pub fn bundles(root: &Path) -> Vec<Hostile> {
         ("url", &["not a file name"], |_, m| m["shards"][0]["file"] = json!("https://example.com/w.bpk")),
         ("shape-overflow", &["too large"], |_, m| {
             let first = m["tensors"].as_object_mut().unwrap().values_mut().next().unwrap();
-            first["shape"] = json!([1u64 << 40, 1u64 << 40]);
+            // each side fits a 32-bit size (wasm32's), their product no 64-bit one
+            first["shape"] = json!([1u64 << 31, 1u64 << 31, 1u64 << 31]);
         }),
         ("size-overflow", &["more than a bundle file may have"], |_, m| m["shards"][0]["bytes"] = json!(u64::MAX)),
         ("shard-out-of-range", &["in shard 7"], |_, m| {
@@ -109,7 +110,7 @@ pub fn bundles(root: &Path) -> Vec<Hostile> {
     let mut text = std::fs::read(dir.join("manifest.json")).unwrap();
     text.resize(100 << 20, b' ');
     std::fs::write(dir.join("manifest.json"), text).unwrap();
-    out.push(Hostile { name: "huge-manifest", dir, needles: &["104857600 bytes", "at most"] });
+    out.push(Hostile { name: "huge-manifest", dir, needles: &["104857600 bytes"] });
     out
 }
 
