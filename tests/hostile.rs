@@ -38,3 +38,37 @@ fn model_output_that_looks_like_html_stays_text_in_json() {
     assert!(class.starts_with(hostile::INJECTION), "{class}");
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// Shards the fuzzer found (`fuzz/fuzz_targets/shard.rs`; the first byte picks the format), under
+/// the built-in manifest with their size and hash: refused with an error, never a panic.
+#[test]
+fn shards_the_fuzzer_found_are_refused() {
+    use dynrefer::bundle::{Loader, Manifest, sha256_hex};
+    let manifest = std::fs::read(hostile::builtin().join("manifest.json")).unwrap();
+    let found = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz/shard");
+    for file in std::fs::read_dir(found).unwrap().flatten() {
+        let data = std::fs::read(file.path()).unwrap();
+        let (format, shard) = data.split_first().unwrap();
+        let mut manifest = Manifest::parse("built-in", &manifest).unwrap();
+        let entry = &mut manifest.shards[0];
+        entry.file = if format & 1 == 0 { "weights-00000.bpk" } else { "weights-00000.safetensors" }.into();
+        entry.bytes = shard.len() as u64;
+        entry.sha256 = sha256_hex(shard);
+        let mut loader = Loader::new("fuzzed", manifest, &burn::tensor::Device::flex()).unwrap();
+        let refused = loader.add_shard(0, shard.to_vec());
+        assert!(refused.is_err(), "{}", file.path().display());
+        eprintln!("{}: {}", file.file_name().display(), refused.err().unwrap());
+    }
+}
+
+/// `tokenizer.json` files the fuzzer found (`fuzz/fuzz_targets/tokenizer.rs`): refused with an
+/// error, never a panic.
+#[test]
+fn tokenizers_the_fuzzer_found_are_refused() {
+    use dynrefer::decode::caption::T5Tokenizer;
+    let found = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz/tokenizer");
+    for file in std::fs::read_dir(found).unwrap().flatten() {
+        let refused = T5Tokenizer::from_json(&std::fs::read(file.path()).unwrap(), 32);
+        assert!(refused.is_err(), "{}", file.path().display());
+    }
+}

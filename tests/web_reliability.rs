@@ -295,11 +295,11 @@ const COUNT_GPU_BUFFERS: &str = "if (self.GPUDevice) { const live = new Map(); w
 /// `count` descriptions in a row, alternating two boxes; every `every`, after a garbage collection:
 /// the wasm memory, the JS heap, the GPU buffers' bytes and the median time per description.
 /// After the first window (warm-up) none of them may grow, and the time may not drift by 20 %.
-fn soak(webgpu: bool, count: usize, every: usize) {
+fn soak(webgpu: bool, count: usize, every: usize, page: &str) {
     let server = StaticServer::start(&dist());
     let browser = Browser::start(webgpu);
     browser.before_each_page(COUNT_GPU_BUFFERS);
-    open(&browser, &server, "/");
+    open(&browser, &server, page);
     describe_square(&browser);
     let backend = if webgpu { "webgpu" } else { "cpu" };
     let mut curve: Vec<(usize, u64, u64, u64, f64)> = Vec::new();
@@ -342,21 +342,77 @@ fn soak(webgpu: bool, count: usize, every: usize) {
 #[test]
 #[ignore = "needs dist/ (trunk build) and chromedriver: run by tools/test.sh"]
 fn a_long_session_does_not_leak_on_the_cpu_backend() {
-    soak(false, 60, 20);
+    soak(false, 60, 20, "/");
 }
 
 #[test]
 #[ignore = "needs dist/ (trunk build) and chromedriver: run by tools/test.sh"]
 fn a_long_session_does_not_leak_on_webgpu() {
-    soak(true, 60, 20);
+    // SwiftShader takes about 7 s per full description: shorter captions, fewer of them
+    soak(true, 15, 5, "/?tokens=6");
 }
 
-/// Not a test: the full soak, 300 descriptions on each backend, the curve every 50.
+/// Three widgets on `www/embed.html` describing in turn, `rounds` boxes in all; every `every`,
+/// after a garbage collection (and with the host's event log emptied): the shared wasm memory and
+/// the JS heap, which may not grow after the first window.
+fn widget_soak(rounds: usize, every: usize) {
+    let server = StaticServer::start(&dist());
+    let browser = Browser::start(false);
+    browser.goto(&server.url("/embed.html"));
+    browser.js(
+        "const w = document.createElement('dynrefer-describer'); w.id = 'third'; w.setAttribute('src', 'examples/scene-1.jpg'); \
+         w.setAttribute('box', '310,380,532,571'); document.body.append(w);",
+        json!([]),
+    );
+    let results = |e: &[(String, String, Value)]| e.iter().filter(|(e, ..)| e == "dynrefer-result").count();
+    wait_event(&browser, "three widgets' first results", |e| results(e) >= 3);
+    let mut curve = Vec::new();
+    for round in 1..=rounds {
+        let id = ["left", "right", "third"][round % 3];
+        let region = if round % 2 == 0 { [60, 60, 300, 300] } else { [100, 120, 340, 380] };
+        browser.js("document.getElementById('log').textContent = ''", json!([]));
+        browser.js(
+            "document.getElementById(arguments[0]).setAttribute('box', arguments[1])",
+            json!([id, region.map(|v| v.to_string()).join(",")]),
+        );
+        wait_event(&browser, "the widget's result", |e| {
+            e.iter().any(|(e, i, d)| e == "dynrefer-result" && i == id && d["views"][0]["box"] == json!(region))
+        });
+        assert!(!widget_events(&browser).iter().any(|(e, ..)| e == "dynrefer-error"), "round {round}");
+        if round % every == 0 {
+            let m = browser.js(
+                "gc(); return [window.__dynreferWidget.memoryBytes(), performance.memory.usedJSHeapSize]",
+                json!([]),
+            );
+            let (wasm, heap) = (m[0].as_u64().unwrap(), m[1].as_u64().unwrap());
+            eprintln!("[widgets] after {round}: wasm {} MB, JS heap {:.1} MB", wasm >> 20, heap as f64 / 1e6);
+            curve.push((round, wasm, heap));
+        }
+    }
+    let (_, wasm0, heap0) = curve[0];
+    for &(round, wasm, heap) in &curve[1..] {
+        assert!(wasm <= wasm0, "[widgets] wasm memory grew to {wasm} after {round} (from {wasm0})");
+        assert!(
+            heap <= heap0 + heap0 / 10 + (1 << 20),
+            "[widgets] JS heap grew to {heap} after {round} (from {heap0})"
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs dist/ (trunk build) and chromedriver: run by tools/test.sh"]
+fn widgets_describing_in_turn_do_not_leak() {
+    widget_soak(30, 10);
+}
+
+/// Not a test: the full soak, 300 descriptions on each backend and 300 widget boxes, the curve
+/// every 50.
 #[test]
 #[ignore = "benchmark"]
 fn bench_soak() {
-    soak(false, 300, 50);
-    soak(true, 300, 50);
+    soak(false, 300, 50, "/");
+    soak(true, 300, 50, "/");
+    widget_soak(300, 50);
 }
 
 /// A lost GPU (the test destroys the page's WebGPU devices, which `gpu-watch.js` keeps): the page

@@ -11,7 +11,9 @@ function load() {
       const hook = {};
       globalThis.__dynreferWidget = hook;
       const glue = await import(new URL("dynrefer-web.js", base).href);
-      await glue.default({ module_or_path: new URL("dynrefer-web_bg.wasm", base) });
+      const wasm = await glue.default({ module_or_path: new URL("dynrefer-web_bg.wasm", base) });
+      // for long-session tests: the shared wasm memory's size
+      hook.memoryBytes = () => wasm.memory.buffer.byteLength;
       return hook;
     })();
   }

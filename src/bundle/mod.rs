@@ -366,7 +366,8 @@ impl Loader {
                 .and_then(Reader::into_tensors)
                 .map_err(|e| first_line(e.to_string()));
             tensors.and_then(|t| {
-                let widened = t.into_iter().map(widen_scales).collect::<Result<Vec<_>, _>>()?;
+                let scheme = self.manifest.quant.scheme();
+                let widened = t.into_iter().map(|t| widen_scales(t, scheme)).collect::<Result<Vec<_>, _>>()?;
                 Ok(self.model.apply(widened, None, None, false))
             })
         } else {
@@ -433,8 +434,9 @@ impl Loader {
 /// then takes 0.56 rather than 0.62 bytes per parameter), but burn's WebGPU kernels read f16
 /// scales as garbage on an adapter without `shader-f16` (measured: SwiftShader), so every device
 /// gets f32 scales; the values stay packed.
-/// A float tensor's bytes must fit its shape too: the shard's header says both.
-fn widen_scales(tensor: PackTensor) -> Result<PackTensor, String> {
+/// A tensor's bytes must fit its shape and a quantized one must use the bundle's `scheme`: the
+/// shard's header says all three, and burn asserts what it is given.
+fn widen_scales(tensor: PackTensor, bundle_scheme: Option<QuantScheme>) -> Result<PackTensor, String> {
     let numel = tensor.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
     if numel.is_none_or(|n| n > MAX_TENSOR_ELEMENTS) {
         return Err(format!("{}: shape {:?} is too large", tensor.name, tensor.shape));
@@ -447,8 +449,12 @@ fn widen_scales(tensor: PackTensor) -> Result<PackTensor, String> {
         }
         return Ok(tensor);
     };
-    let Some(block) = scheme.block_size().filter(|_| scheme.scale_dtype() == ScaleDtype::F16) else {
-        return Ok(tensor);
+    let (name, len, shape) = (&tensor.name, tensor.byte_len(), &tensor.shape);
+    let block = match scheme.block_size() {
+        Some(block) if bundle_scheme == Some(scheme) && len == quantized_data_len(&scheme, shape) => block,
+        _ => {
+            return Err(format!("{name}: {len} bytes of {scheme:?} do not fit the bundle's scheme and shape {shape:?}"));
+        }
     };
     let (name, _, shape, id, bytes) = tensor.into_parts().map_err(|e| e.to_string())?;
     let blocks = shape.num_elements() / block.num_elements();

@@ -46,6 +46,10 @@ pub struct T5Tokenizer {
 
 impl T5Tokenizer {
     pub fn from_json(bytes: &[u8], max_len: usize) -> Result<T5Tokenizer, TokenizerError> {
+        // tokenizers panics on some malformed JSON inside its `decoder` (it expects what it
+        // parses there), so the syntax is checked first
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+            .map_err(|e| TokenizerError(format!("tokenizer.json is not JSON: {e}")))?;
         let mut tokenizer = Tokenizer::from_bytes(bytes).map_err(|e| TokenizerError(e.to_string()))?;
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
