@@ -184,9 +184,12 @@ impl ModuleVisitor for ParamShapes {
     }
 }
 
+/// The hash of a projected manifest's files, which do not exist: well-formed, matching nothing.
+const NO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
 /// The manifest converting official checkpoints of `config` would write in mode `quant`: every
 /// tensor's name, dtype and shape and every shard's size, from the model's lazily built modules,
-/// without any weight (hashes are left empty, names of vocabulary entries are placeholders). For
+/// without any weight (hashes are zeros, names of vocabulary entries are placeholders). For
 /// sizes, and for checks made before a download, of models too large to convert here.
 pub fn projected_manifest(config: &DynReferConfig, quant: Quant, name: &str) -> Manifest {
     let mut params = ParamShapes::of(&config.init(&Device::flex())).params;
@@ -194,7 +197,7 @@ pub fn projected_manifest(config: &DynReferConfig, quant: Quant, name: &str) -> 
     let (mut shards, mut tensors, mut pending) = (Vec::new(), BTreeMap::new(), 0u64);
     let close = |shards: &mut Vec<FileEntry>, bytes: u64| {
         let file = format!("weights-{:05}.{}", shards.len(), quant.shard_extension());
-        shards.push(FileEntry { file, bytes, sha256: String::new() });
+        shards.push(FileEntry { file, bytes, sha256: NO_HASH.into() });
     };
     for p in &params {
         let mut shape = p.shape.clone();
@@ -219,7 +222,7 @@ pub fn projected_manifest(config: &DynReferConfig, quant: Quant, name: &str) -> 
     close(&mut shards, pending);
     let [tags, templates, classes] = config.vocab_sizes;
     let names = |what: &str, n: usize| (0..n).map(|i| format!("{what} {i}")).collect::<Vec<_>>();
-    let placeholder = |file: &str| FileEntry { file: file.into(), bytes: 0, sha256: String::new() };
+    let placeholder = |file: &str| FileEntry { file: file.into(), bytes: 0, sha256: NO_HASH.into() };
     Manifest {
         format: FORMAT.into(),
         version: VERSION,
