@@ -91,6 +91,10 @@ enum Command {
         quant: Quant,
         #[arg(long)]
         out: PathBuf,
+        /// Largest shard in MB (a larger tensor gets a shard of its own), for hosts that limit
+        /// file sizes
+        #[arg(long, value_name = "MB", default_value_t = 64.0)]
+        shard_mb: f64,
     },
 }
 
@@ -627,7 +631,7 @@ fn run_eval(
 }
 
 /// A bundle's model written again with another weight storage.
-fn quantize(model: &Path, quant: Quant, out: &Path) -> Result<Manifest, Failure> {
+fn quantize(model: &Path, quant: Quant, out: &Path, max_shard_bytes: usize) -> Result<Manifest, Failure> {
     let describer = Describer::open_dir(model, &Device::flex(), |_| {}).map_err(|e| Failure(e.to_string()))?;
     let manifest = describer.manifest.clone();
     let read =
@@ -640,7 +644,7 @@ fn quantize(model: &Path, quant: Quant, out: &Path) -> Result<Manifest, Failure>
         tokenizer_json: read(&manifest.t5_tokenizer.file)?,
         clip_bpe: read(&manifest.clip_bpe.file)?,
     };
-    write_bundle(&describer.into_model(), quant, info, out).map_err(|e| Failure(e.to_string()))
+    write_bundle(&describer.into_model(), quant, info, out, max_shard_bytes).map_err(|e| Failure(e.to_string()))
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -683,8 +687,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Eval { model, data, limit, beams, details } => {
             println!("{}", run_eval(&model, &data, limit, beams, details)?);
         }
-        Command::Quantize { model, quant, out } => {
-            let manifest = quantize(&model, quant, &out)?;
+        Command::Quantize { model, quant, out, shard_mb } => {
+            if !(shard_mb > 0.0 && shard_mb <= 2048.0) {
+                return Err(Failure(format!("--shard-mb {shard_mb}: give a size between 0 and 2048 MB")));
+            }
+            let manifest = quantize(&model, quant, &out, (shard_mb * 1024.0 * 1024.0) as usize)?;
             let summary = serde_json::json!({"out": out, "quant": quant.name(), "bytes": manifest.total_bytes()});
             println!("{summary}");
         }

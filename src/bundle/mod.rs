@@ -453,7 +453,9 @@ fn widen_scales(tensor: PackTensor, bundle_scheme: Option<QuantScheme>) -> Resul
     let block = match scheme.block_size() {
         Some(block) if bundle_scheme == Some(scheme) && len == quantized_data_len(&scheme, shape) => block,
         _ => {
-            return Err(format!("{name}: {len} bytes of {scheme:?} do not fit the bundle's scheme and shape {shape:?}"));
+            return Err(format!(
+                "{name}: {len} bytes of {scheme:?} do not fit the bundle's scheme and shape {shape:?}"
+            ));
         }
     };
     let (name, _, shape, id, bytes) = tensor.into_parts().map_err(|e| e.to_string())?;

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 pub mod write;
 
-use crate::bundle::{Manifest, Quant, VocabularyNames};
+use crate::bundle::{MAX_SHARD_BYTES, Manifest, Quant, VocabularyNames};
 use crate::decode::caption::T5Tokenizer;
 use crate::decode::clip_bpe::ClipBpe;
 use crate::model::clip_text::ClipTextConfig;
@@ -511,7 +511,7 @@ impl Plan {
         let device = Device::flex();
         let expected = ParamShapes::of(&config.init(&device));
         let params: HashMap<&str, &ParamInfo> = expected.params.iter().map(|p| (p.official.as_str(), p)).collect();
-        let mut writer = ShardWriter::new(out, *quant)?;
+        let mut writer = ShardWriter::new(out, *quant, MAX_SHARD_BYTES)?;
         let mut bar = ProgressBar { total: entries.len() + 3, done: 0, tty: std::io::stderr().is_terminal() };
         let mut clip_tensors = Vec::new();
         for (path, entry) in entries {

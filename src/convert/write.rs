@@ -18,10 +18,11 @@ use crate::bundle::{
 };
 use crate::model::dynrefer::{DynRefer, DynReferConfig};
 
-/// Writes shards of at most [`MAX_SHARD_BYTES`] (a larger tensor gets its own).
+/// Writes shards of at most `max_bytes` (a larger tensor gets its own).
 pub(crate) struct ShardWriter {
     dir: PathBuf,
     quant: Quant,
+    max_bytes: usize,
     pending: Vec<(String, TensorData)>,
     pending_bytes: usize,
     shards: Vec<FileEntry>,
@@ -29,11 +30,12 @@ pub(crate) struct ShardWriter {
 }
 
 impl ShardWriter {
-    pub(crate) fn new(dir: &Path, quant: Quant) -> Result<ShardWriter, ConvertError> {
+    pub(crate) fn new(dir: &Path, quant: Quant, max_bytes: usize) -> Result<ShardWriter, ConvertError> {
         std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
         Ok(ShardWriter {
             dir: dir.to_path_buf(),
             quant,
+            max_bytes,
             pending: vec![],
             pending_bytes: 0,
             shards: vec![],
@@ -43,7 +45,7 @@ impl ShardWriter {
 
     pub(crate) fn add(&mut self, name: String, data: TensorData) -> Result<(), ConvertError> {
         let bytes = data.as_bytes().len();
-        if self.pending_bytes + bytes > MAX_SHARD_BYTES && !self.pending.is_empty() {
+        if self.pending_bytes + bytes > self.max_bytes && !self.pending.is_empty() {
             self.flush()?;
         }
         self.pending_bytes += bytes;
@@ -283,14 +285,21 @@ fn packed(data: TensorData) -> TensorData {
     TensorData::from_bytes_vec(out, shape, DType::QFloat(scheme.with_store(QuantStore::PackedU32(0))))
 }
 
-/// Writes a model held in memory as a bundle of mode `quant` in `out`.
-pub fn write_bundle(model: &DynRefer, quant: Quant, info: BundleInfo, out: &Path) -> Result<Manifest, ConvertError> {
+/// Writes a model held in memory as a bundle of mode `quant` in `out`, in shards of at most
+/// `max_shard_bytes` ([`MAX_SHARD_BYTES`] by default; smaller for hosts that limit file sizes).
+pub fn write_bundle(
+    model: &DynRefer,
+    quant: Quant,
+    info: BundleInfo,
+    out: &Path,
+    max_shard_bytes: usize,
+) -> Result<Manifest, ConvertError> {
     let shapes = ParamShapes::of(model);
     let params: HashMap<&str, &ParamInfo> = shapes.params.iter().map(|p| (p.official.as_str(), p)).collect();
     let mut tensors = model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), false);
     tensors.sort_by(|a, b| a.name.cmp(&b.name));
     let device = Device::flex();
-    let mut writer = ShardWriter::new(out, quant)?;
+    let mut writer = ShardWriter::new(out, quant, max_shard_bytes)?;
     for tensor in tensors {
         let name = tensor.name.clone();
         let data = bridge::into_data(tensor).map_err(|e| file_err(out, format!("{name}: {e}")))?;

@@ -17,7 +17,7 @@ use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::Distribution;
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::{MANIFEST, Manifest, Quant, VocabularyNames};
+use crate::bundle::{MANIFEST, MAX_SHARD_BYTES, Manifest, Quant, VocabularyNames};
 use crate::convert::write::{BundleInfo, write_bundle};
 use crate::convert::{AttributePrompts, attribute_prompts};
 use crate::decode::caption::T5Tokenizer;
@@ -489,7 +489,7 @@ fn export(
         tokenizer_json: tokenizer_json.to_vec(),
         clip_bpe: bpe.to_vec(),
     };
-    let manifest = write_bundle(&model, opts.quant, info, &opts.out)?;
+    let manifest = write_bundle(&model, opts.quant, info, &opts.out, MAX_SHARD_BYTES)?;
     debug_assert!(opts.out.join(MANIFEST).exists());
     Ok(manifest)
 }
