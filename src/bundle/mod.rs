@@ -452,9 +452,10 @@ fn widen_scales(tensor: PackTensor, bundle_scheme: Option<QuantScheme>) -> Resul
     let (name, len, shape) = (&tensor.name, tensor.byte_len(), &tensor.shape);
     let block = match scheme.block_size() {
         Some(block) if bundle_scheme == Some(scheme) && len == quantized_data_len(&scheme, shape) => block,
+        // (a hostile scheme is not printed: its Debug panics on an impossible block size)
         _ => {
             return Err(format!(
-                "{name}: {len} bytes of {scheme:?} do not fit the bundle's scheme and shape {shape:?}"
+                "{name}: {len} bytes in a quantization that is not the bundle's, or not of shape {shape:?}"
             ));
         }
     };

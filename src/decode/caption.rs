@@ -39,6 +39,27 @@ pub fn clean_up_tokenization(text: &str) -> String {
     .fold(text.to_string(), |t, (from, to)| t.replace(from, to))
 }
 
+/// Every special token a template (of a post-processor, or of a sequence of them) adds is defined,
+/// with as many ids as tokens.
+fn check_templates(processor: &serde_json::Value) -> Result<(), String> {
+    if let Some(processors) = processor["processors"].as_array() {
+        return processors.iter().try_for_each(check_templates);
+    }
+    if processor["type"] != "TemplateProcessing" {
+        return Ok(());
+    }
+    let specials = &processor["special_tokens"];
+    let pieces = ["single", "pair"].into_iter().flat_map(|t| processor[t].as_array().into_iter().flatten());
+    for id in pieces.filter_map(|p| p["SpecialToken"]["id"].as_str()) {
+        let token = &specials[id];
+        let (ids, tokens) = (token["ids"].as_array(), token["tokens"].as_array());
+        if ids.is_none_or(|ids| Some(ids.len()) != tokens.map(Vec::len)) {
+            return Err(format!("tokenizer.json: the template's special token {id:?} is not defined"));
+        }
+    }
+    Ok(())
+}
+
 /// The T5 tokenizer, truncating inputs to `max_len` tokens (`</s>` included), unpadded.
 pub struct T5Tokenizer {
     tokenizer: Tokenizer,
@@ -47,9 +68,11 @@ pub struct T5Tokenizer {
 impl T5Tokenizer {
     pub fn from_json(bytes: &[u8], max_len: usize) -> Result<T5Tokenizer, TokenizerError> {
         // tokenizers panics on some malformed JSON inside its `decoder` (it expects what it
-        // parses there), so the syntax is checked first
-        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
-            .map_err(|e| TokenizerError(format!("tokenizer.json is not JSON: {e}")))?;
+        // parses there) and on templates that name special tokens it lacks (it indexes them when
+        // encoding), so both are checked first
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| TokenizerError(format!("tokenizer.json is not JSON: {e}")))?;
+        check_templates(&value["post_processor"]).map_err(TokenizerError)?;
         let mut tokenizer = Tokenizer::from_bytes(bytes).map_err(|e| TokenizerError(e.to_string()))?;
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))

@@ -374,9 +374,8 @@ fn App() -> impl IntoView {
         let opts = ViewOptions { num_views: num_views.get_untracked(), size };
         session::save(&session::Saved {
             model_url: model_in_use.get_value(),
-            photo_name: Some(photo_name.get_value()),
+            photo_name: photo_name.get_value(),
             region: Some(b),
-            num_views: opts.num_views,
             beams: beams.get_untracked(),
             threshold: threshold.get_untracked(),
             controls: controls.get_untracked(),
@@ -568,7 +567,7 @@ fn App() -> impl IntoView {
             beams.set(saved.beams);
             threshold.set(saved.threshold);
             controls.set(saved.controls);
-            open_photo(saved.photo_name.unwrap_or_else(|| "photo".into()), Ok(bytes));
+            open_photo(saved.photo_name, Ok(bytes));
             if let Some(b) = saved.region {
                 set_region(b);
                 run_views(b);

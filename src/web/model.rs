@@ -88,17 +88,19 @@ async fn download(
     received: &dyn Fn(u64),
     stalled: &dyn Fn(f64),
 ) -> Result<Vec<u8>, String> {
-    for (attempt, delay) in RETRY_DELAYS_MS.iter().map(Some).chain([None]).enumerate() {
+    let mut retries = RETRY_DELAYS_MS.iter();
+    let mut tries = 1;
+    loop {
         match download_once(url, max_bytes, cancel, received, stalled).await {
             Ok(bytes) => return Ok(bytes),
-            Err(Failure::Transient(why)) => match delay {
+            Err(Failure::Transient(why)) => match retries.next() {
                 Some(&ms) if !cancel.is_cancelled() => sleep(ms).await,
-                _ => return Err(format!("{url}: {why} (tried {} times)", attempt + 1)),
+                _ => return Err(format!("{url}: {why} (tried {tries} times)")),
             },
             Err(Failure::Final(why)) => return Err(format!("{url}: {why}")),
         }
+        tries += 1;
     }
-    unreachable!("the last try returns")
 }
 
 /// One try: streams the body, so that progress counts bytes and a stall or a cancel is noticed

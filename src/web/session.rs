@@ -10,9 +10,8 @@ use wasm_bindgen_futures::JsFuture;
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Saved {
     pub model_url: String,
-    pub photo_name: Option<String>,
+    pub photo_name: String,
     pub region: Option<[f64; 4]>,
-    pub num_views: usize,
     pub beams: usize,
     pub threshold: String,
     pub controls: String,
