@@ -39,15 +39,13 @@ pub fn clean_up_tokenization(text: &str) -> String {
     .fold(text.to_string(), |t, (from, to)| t.replace(from, to))
 }
 
-/// Every special token a template (of a post-processor, or of a sequence of them) adds is defined,
-/// with as many ids as tokens.
+/// Every special token a template (a post-processor with `single` or `pair` pieces, or a sequence
+/// of them) adds is defined, with as many ids as tokens.
 fn check_templates(processor: &serde_json::Value) -> Result<(), String> {
     if let Some(processors) = processor["processors"].as_array() {
         return processors.iter().try_for_each(check_templates);
     }
-    if processor["type"] != "TemplateProcessing" {
-        return Ok(());
-    }
+    // whatever its `type` says: tokenizers reads a processor shaped like a template as one
     let specials = &processor["special_tokens"];
     let pieces = ["single", "pair"].into_iter().flat_map(|t| processor[t].as_array().into_iter().flatten());
     for id in pieces.filter_map(|p| p["SpecialToken"]["id"].as_str()) {
