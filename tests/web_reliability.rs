@@ -439,3 +439,57 @@ fn bench_soak_webgpu() {
 fn bench_soak_widgets() {
     widget_soak(300, 50);
 }
+
+/// A lost GPU (the test destroys the page's WebGPU devices, which `gpu-watch.js` keeps): the page
+/// reloads itself onto a new device, takes the model from Cache Storage, and describes the same
+/// box with the same options again; after the third loss in the tab it computes on the CPU.
+#[test]
+#[ignore = "needs dist/ (trunk build) and chromedriver: run by tools/test.sh"]
+fn a_lost_gpu_is_recovered_then_the_cpu_takes_over() {
+    let server = StaticServer::start(&dist());
+    let browser = Browser::start(true);
+    open(&browser, &server, "/");
+    assert_eq!(browser.role_text("backend").as_deref(), Some("webgpu"));
+    describe_square(&browser);
+    browser.js(
+        "const s = document.querySelector('select.beams'); s.value = '3'; s.dispatchEvent(new Event('change'));",
+        json!([]),
+    );
+    browser.type_into(".box-text", &format!("{SQUARE_BOX}\n"));
+    assert_eq!(browser.wait_status("three beams", Duration::from_secs(120), settled), "done");
+    let before: Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
+    for loss in 1..=3 {
+        browser.js("window.__beforeLoss = true; window.__dynreferGpuDevices.forEach(d => d.destroy());", json!([]));
+        let t0 = Instant::now();
+        let recovered =
+            "return window.__beforeLoss === undefined && document.querySelector('[data-role=status]')?.textContent";
+        loop {
+            let status = browser.try_js(recovered, json!([])).and_then(|v| v.as_str().map(str::to_owned));
+            match status.as_deref() {
+                Some("done") => break,
+                Some(s) if s.starts_with("error") => panic!("loss {loss}: {s}"),
+                _ => assert!(t0.elapsed() < Duration::from_secs(180), "loss {loss}: not recovered ({status:?})"),
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let after: Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
+        assert_eq!(after["caption_ids"], before["caption_ids"], "loss {loss}: the same box and options");
+        assert!(same_box(&after["views"][0]["box"], &before["views"][0]["box"]), "loss {loss}");
+        let beams = browser.js("return document.querySelector('select.beams').value", json!([]));
+        assert_eq!(beams, "3", "loss {loss}: the options are kept");
+        let backend = browser.role_text("backend").unwrap();
+        eprintln!(
+            "after loss {loss}: {backend}{} in {} ms",
+            browser.role_text("adapter").unwrap(),
+            t0.elapsed().as_millis()
+        );
+        assert_eq!(backend, if loss < 3 { "webgpu" } else { "cpu" }, "loss {loss}");
+    }
+    let adapter = browser.role_text("adapter").unwrap();
+    assert!(adapter.contains("the GPU was lost 3 times"), "{adapter}");
+}
+
+fn same_box(a: &Value, b: &Value) -> bool {
+    let v = |x: &Value| x.as_array().map(|a| a.iter().filter_map(Value::as_f64).collect::<Vec<_>>());
+    v(a).is_some() && v(a) == v(b)
+}
