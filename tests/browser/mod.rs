@@ -319,11 +319,6 @@ impl Browser {
         self.cmd("POST", "/actions", Some(actions));
     }
 
-    /// Performs a W3C WebDriver action sequence.
-    pub fn perform(&self, actions: Value) {
-        self.cmd("POST", "/actions", Some(actions));
-    }
-
     fn element(&self, css: &str) -> String {
         let el = self.cmd("POST", "/element", Some(json!({"using": "css selector", "value": css})));
         el.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).expect("element found").to_string()
