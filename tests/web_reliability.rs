@@ -346,7 +346,8 @@ fn soak(webgpu: bool, count: usize, every: usize, page: &str) {
     }
     let (_, wasm0, heap0, gpu0, time0) = curve[0];
     for &(i, wasm, heap, gpu, time) in &curve[1..] {
-        assert!(wasm <= wasm0, "[{backend}] wasm memory grew to {wasm} after {i} (from {wasm0})");
+        // a few 64 KiB pages of allocator slack, as the heap has (seen once: +256 KiB at 60, flat at 300)
+        assert!(wasm <= wasm0 + (1 << 20), "[{backend}] wasm memory grew to {wasm} after {i} (from {wasm0})");
         assert!(heap <= heap0 + heap0 / 10 + (1 << 20), "[{backend}] JS heap grew to {heap} after {i} (from {heap0})");
         assert!(gpu <= gpu0 + gpu0 / 10, "[{backend}] GPU buffers grew to {gpu} after {i} (from {gpu0})");
         assert!(time <= 1.2 * time0, "[{backend}] {time:.0} ms per description after {i}, {time0:.0} at first");
