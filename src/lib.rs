@@ -12,6 +12,8 @@ pub mod decode;
 #[cfg(feature = "model")]
 pub mod describe;
 #[cfg(feature = "model")]
+pub mod kernels;
+#[cfg(feature = "model")]
 pub mod model;
 pub mod photo;
 pub mod scenes;

@@ -176,10 +176,13 @@ def main():
                     help="PyTorch in mixed precision, as the official code runs on a GPU")
     ap.add_argument("--ours-device", default="cpu", choices=["cpu", "gpu"], help="dynrefer's --device")
     ap.add_argument("--quant", default="f32", choices=["f32", "f16", "q8", "q4"], help="dynrefer's bundle")
+    ap.add_argument("--keep", help="keep the official files and the bundle in this folder (for profiling)")
     a = ap.parse_args()
     image = os.path.join(a.photos, "field.png")
     box = [212.0, 95.0, 431.0, 322.0]
-    with tempfile.TemporaryDirectory() as td:
+    with tempfile.TemporaryDirectory() as scratch:
+        td = a.keep or scratch
+        os.makedirs(td, exist_ok=True)
         src, bundle = os.path.join(td, "src"), os.path.join(td, "bundle")
         make_model(CONFIGS[a.config], src, a.ref)
         f = lambda p: os.path.join(src, p)  # noqa: E731

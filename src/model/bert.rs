@@ -4,9 +4,9 @@
 //! `attention.output.LayerNorm` load here as `attention.query` and `attention.output.layer_norm`
 //! (see [`crate::model::KEY_REMAP`]).
 
+use crate::kernels::gelu;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 
 use super::attention;
 
