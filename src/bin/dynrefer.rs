@@ -531,7 +531,59 @@ fn bench_model(args: &DescribeArgs, iters: usize) -> Result<serde_json::Value, F
         "mean_tokens": tokens,
         "caption_ids": caption_ids,
         "median_ms": median,
+        "machine": machine(),
     }))
+}
+
+/// `bench model`'s stages in pipeline order, with the names its table shows.
+const MODEL_STAGES: &[(&str, &str)] = &[
+    ("views", "views"),
+    ("vit", "EVA ViT + ln_vision"),
+    ("align_fuse", "RoIAlign + alignment + fusion"),
+    ("qformer", "Q-Former"),
+    ("heads", "tag / attribute / class heads"),
+    ("t5_encoder", "T5 encoder"),
+    ("per_token", "per decoded token"),
+];
+
+/// The benchmark as a table for people (the JSON on stdout is for tools).
+fn model_table(report: &serde_json::Value) -> String {
+    let machine = &report["machine"];
+    let mut table = format!(
+        "{} on {} ({} threads), peak memory {:.2} GB\n| stage | median ms |\n|---|---:|\n",
+        report["device"].as_str().unwrap_or_default(),
+        machine["cpu"].as_str().unwrap_or("an unknown CPU"),
+        machine["threads"],
+        machine["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e9,
+    );
+    for (key, name) in MODEL_STAGES {
+        if let Some(ms) = report["median_ms"][key].as_f64() {
+            table += &format!("| {name} | {ms:.1} |\n");
+        }
+    }
+    table
+}
+
+/// What the benchmark ran on: the CPU's name, its hardware threads (the CPU kernels use them all), and the
+/// resident memory of this process, at its peak and now (Linux only; 0 elsewhere).
+fn machine() -> serde_json::Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu =
+        cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|l| l.trim_start_matches([' ', '\t', ':']));
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    serde_json::json!({
+        "cpu": cpu,
+        "threads": std::thread::available_parallelism().map_or(1, usize::from),
+        "peak_rss_bytes": kb("VmHWM:") * 1024,
+        "rss_bytes": kb("VmRSS:") * 1024,
+    })
 }
 
 fn run_train(args: &TrainArgs) -> Result<(), Failure> {
@@ -668,7 +720,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             println!("{}", bench_views(&input, iters)?);
         }
         Command::Bench { stage: BenchStage::Model { run, iters } } => {
-            println!("{}", bench_model(&run, iters)?);
+            let report = bench_model(&run, iters)?;
+            eprint!("{}", model_table(&report));
+            println!("{report}");
         }
         Command::Scenes { count, seed, out } => {
             let tty = std::io::stderr().is_terminal();

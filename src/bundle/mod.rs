@@ -19,6 +19,7 @@ use burn::tensor::{DType, f16};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::kernels;
 use crate::model::dynrefer::{DynRefer, DynReferConfig};
 
 pub const FORMAT: &str = "dynrefer-bundle";
@@ -419,10 +420,12 @@ impl Loader {
                 .unwrap_or_default();
             return Err(BundleError::Missing { bundle: self.bundle, count: expected - self.applied.len(), example });
         }
-        // The CPU backend dequantizes a quantized weight on every use (18x slower per token on the
-        // tests' model), so there a quantized bundle saves download and storage, not memory.
+        // On the CPU backend, linear layers multiply by their quantized weights directly (the
+        // crate's kernels dequantize strip by strip); every other quantized tensor (embedding
+        // tables, packed attention projections) would be dequantized whole on every use, so it
+        // is widened once here.
         let model = if self.manifest.quant.scheme().is_some() && self.device == Device::flex() {
-            self.model.map(&mut Dequantize)
+            self.model.map(&mut DequantizeOutsideLinear::default())
         } else {
             self.model
         };
@@ -475,12 +478,39 @@ fn widen_scales(tensor: PackTensor, bundle_scheme: Option<QuantScheme>) -> Resul
     Ok(PackTensor::new(name, DType::QFloat(wide), shape, id, Bytes::from_bytes_vec(widened)))
 }
 
-struct Dequantize;
+/// Dequantizes every parameter that is not held by a linear layer.
+#[derive(Default)]
+struct DequantizeOutsideLinear {
+    containers: Vec<String>,
+}
 
-impl ModuleMapper for Dequantize {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        param.map(Tensor::dequantize)
+impl ModuleMapper for DequantizeOutsideLinear {
+    fn enter_module(&mut self, _name: &str, container_type: &str) {
+        self.containers.push(container_type.to_string());
     }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.containers.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if self.containers.last().is_some_and(|c| c == "Struct:Linear") {
+            param
+        } else {
+            param.map(kernels::dequantize)
+        }
+    }
+}
+
+/// `model` with every parameter in f32 (to write it again, or to train from it).
+pub fn dequantized(model: DynRefer) -> DynRefer {
+    struct Dequantize;
+    impl ModuleMapper for Dequantize {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            param.map(kernels::dequantize)
+        }
+    }
+    model.map(&mut Dequantize)
 }
 
 /// Counts a module's float parameters without touching their values.

@@ -296,6 +296,8 @@ pub fn write_bundle(
 ) -> Result<Manifest, ConvertError> {
     let shapes = ParamShapes::of(model);
     let params: HashMap<&str, &ParamInfo> = shapes.params.iter().map(|p| (p.official.as_str(), p)).collect();
+    // a model loaded from a quantized bundle keeps its linear weights quantized on the CPU
+    let model = crate::bundle::dequantized(model.clone());
     let mut tensors = model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), false);
     tensors.sort_by(|a, b| a.name.cmp(&b.name));
     let device = Device::flex();

@@ -1,16 +1,20 @@
-//! Kernels of this crate's own, where burn's CPU backend (flex) leaves speed on the table.
+//! Kernels of this crate's own, where burn's CPU backend (flex) leaves speed or memory on the table.
 //!
 //! They are a burn backend extension: the model calls the functions below on device-agnostic
 //! tensors, flex runs the vectorised, multi-threaded code of this module, and every other backend
-//! (WebGPU and the other cubecl runtimes, autodiff in training) runs burn's own operation, so the
+//! (WebGPU and the other cubecl runtimes, autodiff in training) runs burn's own operations, so the
 //! model code stays the same everywhere.
 
 mod gelu;
+mod matmul;
 
-use burn::backend::ops::ActivationOps;
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, DType, Dispatch, Flex, backend_extension};
-use burn::tensor::Tensor;
+use burn::backend::flex::{FlexQTensor, FlexTensor};
+use burn::backend::ops::{ActivationOps, FloatTensorOps, QTensorOps};
+use burn::backend::tensor::{FloatTensor, QuantizedTensor};
+use burn::backend::{Backend, DType, Dispatch, Flex, FloatDType, TensorData, TensorMetadata, backend_extension};
+use burn::tensor::{Device, Tensor};
+
+use matmul::Q8Weight;
 
 #[backend_extension(
     Flex: cfg(feature = "model"),
@@ -21,6 +25,45 @@ pub trait Kernels: Backend {
     /// Exact GELU, `0.5 x (1 + erf(x / √2))`.
     fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         <Self as ActivationOps<Self>>::gelu(x)
+    }
+
+    /// A block-quantized tensor in f32.
+    fn dequantize_f32(tensor: QuantizedTensor<Self>) -> FloatTensor<Self> {
+        Self::dequantize(tensor, FloatDType::F32)
+    }
+
+    /// `x` [m, k] times a block-quantized weight [k, n].
+    fn quantized_weight_matmul(x: FloatTensor<Self>, weight: QuantizedTensor<Self>) -> FloatTensor<Self> {
+        Self::float_matmul(x, Self::dequantize(weight, FloatDType::F32))
+    }
+}
+
+/// `tensor`'s values as one contiguous f32 slice, copying only when they are not already.
+fn f32_values(tensor: &FlexTensor) -> Option<std::borrow::Cow<'_, [f32]>> {
+    if tensor.dtype() != DType::F32 {
+        return None;
+    }
+    Some(match tensor.as_slice::<f32>() {
+        Some(values) => values.into(),
+        None => tensor.to_contiguous().as_slice::<f32>()?.to_vec().into(),
+    })
+}
+
+fn flex_tensor(values: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// An 8-bit weight's values and per-block scales, when its blocks are runs of columns this
+/// module's kernels take (as every bundle's are: blocks of 32 along the output dimension).
+fn q8_weight(weight: &FlexQTensor) -> Option<Q8Weight<'_>> {
+    let DType::QFloat(scheme) = weight.dtype() else { return None };
+    let block = scheme.block_size()?;
+    let values = weight.tensor().as_slice::<i8>()?;
+    match block.as_slice() {
+        [cols] | [1, cols] if 64 % (*cols as usize) == 0 && values.len() == weight.shape().num_elements() => {
+            Some(Q8Weight { values, scales: weight.scales(), block_cols: *cols as usize })
+        }
+        _ => None,
     }
 }
 
@@ -36,6 +79,28 @@ impl Kernels for Flex {
         gelu::gelu_in_place(&mut x.storage_mut::<f32>()[start..end]);
         x
     }
+
+    fn dequantize_f32(tensor: QuantizedTensor<Self>) -> FloatTensor<Self> {
+        let shape = tensor.shape().dims::<2>();
+        match (tensor.shape().num_dims(), q8_weight(&tensor)) {
+            (2, Some(w)) => flex_tensor(matmul::dequantize(w, shape[1]), shape),
+            _ => Self::dequantize(tensor, FloatDType::F32),
+        }
+    }
+
+    fn quantized_weight_matmul(x: FloatTensor<Self>, weight: QuantizedTensor<Self>) -> FloatTensor<Self> {
+        let ([m, k], [_, n]) = (x.shape().dims(), weight.shape().dims());
+        let (Some(xs), Some(w)) = (f32_values(&x), q8_weight(&weight)) else {
+            return Self::float_matmul(x, Self::dequantize(weight, FloatDType::F32));
+        };
+        if m <= matmul::MAX_ROWS {
+            return flex_tensor(matmul::matmul(&xs, m, k, w, n), [m, n]);
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        return flex_tensor(matmul::matmul_many_rows(&xs, m, k, w, n), [m, n]);
+        #[cfg(target_arch = "wasm32")]
+        Self::float_matmul(x, flex_tensor(matmul::dequantize(w, n), [k, n]))
+    }
 }
 
 #[cfg(any(feature = "web", feature = "wgpu"))]
@@ -50,4 +115,34 @@ impl<B: Backend, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStr
 /// Exact GELU of every value.
 pub fn gelu<const N: usize>(x: Tensor<N>) -> Tensor<N> {
     Tensor::from_dispatch(<Dispatch as Kernels>::gelu(x.into_dispatch()))
+}
+
+/// `tensor` in f32 (unchanged when it is not quantized).
+pub fn dequantize<const N: usize>(tensor: Tensor<N>) -> Tensor<N> {
+    match tensor.dtype() {
+        DType::QFloat(_) => Tensor::from_dispatch(<Dispatch as Kernels>::dequantize_f32(tensor.into_dispatch())),
+        _ => tensor,
+    }
+}
+
+/// `x · weight + bias` over the last dimension of `x`, with `weight` [in, out] (burn's Linear).
+///
+/// On the CPU backend a quantized weight stays quantized: it is dequantized strip by strip inside
+/// this module's matmul (burn's CPU backend would widen the whole weight on every use). Everywhere
+/// else, and for f32 weights, this is burn's `linear`.
+pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<D> {
+    let quantized = matches!(weight.dtype(), DType::QFloat(_));
+    let mut dims = x.dims();
+    let [k, n] = weight.dims();
+    let m = dims[..D - 1].iter().product::<usize>();
+    if !quantized || x.device() != Device::flex() {
+        return burn::tensor::module::linear(x, weight, bias);
+    }
+    let y = <Dispatch as Kernels>::quantized_weight_matmul(x.reshape([m, k]).into_dispatch(), weight.into_dispatch());
+    let mut y = Tensor::<2>::from_dispatch(y);
+    if let Some(bias) = bias {
+        y = y + bias.unsqueeze();
+    }
+    dims[D - 1] = n;
+    y.reshape(dims)
 }

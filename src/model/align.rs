@@ -5,8 +5,9 @@
 //! `deform_conv2d` with an all-ones depthwise kernel once the offsets are reordered: DCNv4 lists
 //! points column-major with `(dx, dy)`, torchvision row-major with `(dy, dx)`.
 
+use super::linear::{Linear, LinearConfig};
+use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::module::deform_conv2d;
 use burn::tensor::ops::DeformConvOptions;

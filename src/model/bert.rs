@@ -4,8 +4,9 @@
 //! `attention.output.LayerNorm` load here as `attention.query` and `attention.output.layer_norm`
 //! (see [`crate::model::KEY_REMAP`]).
 
+use super::linear::{Linear, LinearConfig};
 use crate::kernels::gelu;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::prelude::*;
 
 use super::attention;

@@ -4,9 +4,10 @@
 //! `ln_final`, the state at the end-of-text token (the largest id), then `text_projection`.
 //! Keys are `eva_clip_psz14.pt`'s keys containing `text`, first five characters dropped.
 
+use super::linear::{Linear, LinearConfig};
 use crate::kernels::gelu;
 use burn::module::Param;
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::prelude::*;
 
 use super::attention;

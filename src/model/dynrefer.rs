@@ -6,8 +6,8 @@
 
 use std::sync::OnceLock;
 
+use super::linear::{Linear, LinearConfig};
 use burn::module::Param;
-use burn::nn::{Linear, LinearConfig};
 use burn::prelude::*;
 
 use super::clip_text::{ClipText, ClipTextConfig};

@@ -2,7 +2,7 @@
 //! back to one width by Linear → ReLU → Linear (checklist item 15). The checkpoint's Sequential
 //! indices `cvem_mlp.0` / `cvem_mlp.2` load as `fc1` / `fc2` (see [`FUSE_KEYS`]).
 
-use burn::nn::{Linear, LinearConfig};
+use super::linear::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 

@@ -6,7 +6,7 @@
 //!   consecutive prompt templates;
 //! * classes: the attribute head on the class names' embeddings, raw `attr_fc` logits.
 
-use burn::nn::{Linear, LinearConfig};
+use super::linear::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 

@@ -7,6 +7,7 @@ pub mod clip_text;
 pub mod dynrefer;
 pub mod fuse;
 pub mod heads;
+pub mod linear;
 pub mod qformer;
 pub mod roi_align;
 pub mod t5;

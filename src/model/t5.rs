@@ -8,8 +8,9 @@
 //! Module paths follow the HF keys with each block's numbered sub-layers named
 //! ([`T5_KEY_REMAP`]): `encoder.block.3.layer.1.DenseReluDense.wi_0` is `encoder.block.3.ff.wi_0`.
 
+use super::linear::{Linear, LinearConfig};
 use crate::kernels::gelu;
-use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig, RmsNorm, RmsNormConfig};
 use burn::prelude::*;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;

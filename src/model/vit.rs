@@ -3,10 +3,11 @@
 //! `q_bias` and `v_bias` but no key bias, exact GELU, and no final norm. Field names follow the
 //! official keys under `visual_encoder.`, so loading is a prefix strip.
 
+use super::linear::{Linear, LinearConfig};
 use crate::kernels::gelu;
 use burn::module::Param;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::prelude::*;
 
 use super::attention;

@@ -260,7 +260,7 @@ fn start(
         let (tokenizer_json, bpe) =
             (read(&describer.manifest.t5_tokenizer.file)?, read(&describer.manifest.clip_bpe.file)?);
         let config = describer.manifest.config.clone();
-        let model = describer.into_model().fork(device).train();
+        let model = crate::bundle::dequantized(describer.into_model()).fork(device).train();
         return Ok(Start { model, config, tokenizer_json, bpe, step: 0, optimizer: None });
     }
     let all_words = world::words(prompt_texts.iter().chain(captions).map(String::as_str));
