@@ -265,12 +265,17 @@ fn real_model_bundle_sizes() {
     let json = serde_json::to_vec(&q8).unwrap();
     assert_eq!(Manifest::parse("q8", &json).unwrap().total_bytes(), q8.total_bytes());
 
-    // what is checked before a download: the CPU fallback keeps f32 weights in wasm32's memory
+    // what is checked before a download: the CPU fallback keeps quantized linear weights at 8 bits
+    // (plus a scale per 32) and the rest in f32, in wasm32's memory
     let q4 = projected_manifest(&real, Quant::Q4, "real");
     let cpu = Target::Cpu { max_bytes: 2 << 30 };
     let refused = q4.check_fit(&cpu).unwrap_err();
-    assert!(matches!(refused, FitError::CpuMemory { needed, .. } if needed == 4 * params), "{refused:?}");
-    assert!(refused.to_string().contains("16.4 GB") && refused.to_string().contains("WebGPU"), "{refused}");
+    let FitError::CpuMemory { needed, .. } = refused else { panic!("{refused:?}") };
+    assert!((4.8e9..5.4e9).contains(&(needed as f64)), "q4 on the CPU: {needed}");
+    assert!(refused.to_string().contains("GB for its weights on the CPU") && refused.to_string().contains("WebGPU"));
+    let f32 = projected_manifest(&real, Quant::F32, "real").check_fit(&cpu).unwrap_err();
+    assert!(matches!(f32, FitError::CpuMemory { needed, .. } if needed == 4 * params), "{f32:?}");
+    assert!(f32.to_string().contains("16.4 GB"), "{f32}");
     // on a GPU q4 fits WebGPU's default binding limit (128 MiB); f16, widened to f32, is refused
     let gpu = Target::Gpu { max_binding: 128 << 20, max_bytes: 6_000_000_000 };
     assert_eq!(q4.check_fit(&gpu), Ok(()));

@@ -238,7 +238,7 @@ fn page_works_on_webgpu() {
 }
 
 /// Models that cannot run are refused before their download, each with a message that says why:
-/// the real model on the CPU fallback (16.4 GB as f32 weights), an f16 bundle of it on WebGPU
+/// the real model on the CPU fallback (5.0 GB for its q4 weights), an f16 bundle of it on WebGPU
 /// (widened to f32 on the GPU), and a tensor larger than the adapter's storage-binding limit
 /// (lowered through the page's test hook `?gpu-max-binding=`). The manifests are the real model's
 /// as converting it would write them; no shard exists, and none is asked for.
@@ -271,7 +271,7 @@ fn models_that_cannot_run_are_refused_before_download() {
     };
 
     let cpu = Browser::start(false);
-    refused(&cpu, "/?model=full-q4/", &["16.4 GB as f32 weights", "WebGPU"]);
+    refused(&cpu, "/?model=full-q4/", &["5.0 GB for its weights on the CPU", "WebGPU"]);
     assert_eq!(shards_fetched(&cpu), serde_json::json!([format!("{}full-q4/manifest.json", server.url("/"))]));
 
     let gpu = Browser::start(true);
@@ -487,4 +487,58 @@ fn bench_views_in_the_page() {
         browser.wait_status("views", Duration::from_secs(120), |s| s == "done" || s.starts_with("error"));
         println!("{}", timing());
     }
+}
+
+/// Not a test: the built-in model's stages in the page (`DYNREFER_BENCH_BACKEND=webgpu` for
+/// SwiftShader's WebGPU, the CPU backend otherwise), `DYNREFER_BENCH_RUNS` descriptions (10) of
+/// the first example's two shapes in turn, 5 beams; prints the median milliseconds per stage as
+/// JSON, the wall time of the page's first paint and of its readiness, and the wasm's size.
+#[test]
+#[ignore = "benchmark"]
+fn bench_model_in_the_page() {
+    let webgpu = std::env::var("DYNREFER_BENCH_BACKEND").is_ok_and(|b| b == "webgpu");
+    let runs: usize = std::env::var("DYNREFER_BENCH_RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
+    let server = StaticServer::start(&dist());
+    let browser = Browser::start(webgpu);
+    let t0 = std::time::Instant::now();
+    browser.goto(&server.url("/"));
+    browser.wait_status("the page to start", Duration::from_secs(300), |s| s == "ready");
+    let ready_s = t0.elapsed().as_secs_f64();
+    let paint = browser
+        .js("return performance.getEntriesByType('paint').map(e => [e.name, e.startTime])", serde_json::json!([]));
+    browser.js("document.querySelector('button.example').click()", serde_json::json!([]));
+    browser.wait_status("the example photo", Duration::from_secs(60), |s| s == "ready" || s.starts_with("error"));
+    let mut stages: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for run in 0..runs + 1 {
+        let region = if run % 2 == 0 { "310,380,532.2,571.4" } else { "100,100,300,250" };
+        browser.type_into(".box-text", &format!("{region}\n"));
+        browser.wait_status("the description", Duration::from_secs(600), |s| s == "done" || s.starts_with("error"));
+        assert_eq!(browser.role_text("status").as_deref(), Some("done"));
+        let timings: serde_json::Value = serde_json::from_str(&browser.role_text("timings").unwrap()).unwrap();
+        if run == 0 {
+            continue; // the first description warms up
+        }
+        for (stage, ms) in timings.as_object().unwrap() {
+            stages.entry(stage.clone()).or_default().push(ms.as_f64().unwrap());
+        }
+    }
+    let median: serde_json::Map<String, serde_json::Value> = stages
+        .into_iter()
+        .map(|(stage, mut ms)| {
+            ms.sort_by(f64::total_cmp);
+            (stage, ms[ms.len() / 2].into())
+        })
+        .collect();
+    let wasm = std::fs::metadata(dist().join("dynrefer-web_bg.wasm")).unwrap().len();
+    println!(
+        "{}",
+        serde_json::json!({
+            "backend": browser.role_text("backend"),
+            "runs": runs,
+            "median_ms": median,
+            "first_paint_ms": paint,
+            "ready_s": ready_s,
+            "wasm_bytes": wasm,
+        })
+    );
 }

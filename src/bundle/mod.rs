@@ -526,7 +526,7 @@ impl ModuleVisitor for ParamCount {
 /// Where a model is to run, as far as the checks made before its download need to know.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Target {
-    /// burn's CPU backend, which holds every weight in f32 in at most `max_bytes`.
+    /// burn's CPU backend, which holds the weights (see `Manifest::cpu_bytes`) in at most `max_bytes`.
     Cpu { max_bytes: u64 },
     /// A GPU (WebGPU) whose largest storage buffer binding is `max_binding` bytes, with about
     /// `max_bytes` for the weights.
@@ -536,8 +536,8 @@ pub enum Target {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum FitError {
     #[error(
-        "this model needs {} as f32 weights, more than the {} the CPU fallback can hold; this browser has no \
-         WebGPU: open the page in one that has (e.g. Chrome or Edge)",
+        "this model needs {} for its weights on the CPU, more than the {} the CPU fallback can hold; this browser \
+         has no WebGPU: open the page in one that has (e.g. Chrome or Edge)",
         gb(*needed),
         gb(*limit)
     )]
@@ -584,11 +584,24 @@ impl Manifest {
         }
     }
 
+    /// The bytes `tensor` takes on the CPU backend: quantized linear weights stay quantized there,
+    /// their values unpacked to 8 bits with an f32 scale per block; everything else is f32,
+    /// embedding tables and packed attention projections included (they are widened at load).
+    pub fn cpu_bytes(&self, name: &str, tensor: &TensorEntry) -> u64 {
+        let numel = tensor.shape.iter().map(|&d| d as u64).product::<u64>();
+        let widened = name.contains("embedding") || name.ends_with("shared.weight") || name.ends_with("in_proj_weight");
+        if tensor.is_quantized() && self.quant.scheme().is_some() && !widened {
+            numel + numel.div_ceil(QUANT_BLOCK as u64) * 4
+        } else {
+            4 * numel
+        }
+    }
+
     /// Refuses, before any download, a model that cannot run on `target`.
     pub fn check_fit(&self, target: &Target) -> Result<(), FitError> {
         match *target {
             Target::Cpu { max_bytes } => {
-                let needed = 4 * self.parameters();
+                let needed: u64 = self.tensors.iter().map(|(name, t)| self.cpu_bytes(name, t)).sum();
                 if needed > max_bytes {
                     return Err(FitError::CpuMemory { needed, limit: max_bytes });
                 }
