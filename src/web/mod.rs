@@ -228,14 +228,29 @@ fn App() -> impl IntoView {
     // The model in use came from this URL ("" when from files on this computer).
     let model_in_use = StoredValue::new(String::new());
     let photo_name = StoredValue::new(String::new());
+    // When and at how many bytes the load in progress began, for its speed (a new load starts lower).
+    let progress_since = StoredValue::new(None::<(f64, u64)>);
     let show_progress = move |p: crate::bundle::Progress| {
         let (done, total) = (p.done as f64 / 1e6, p.total as f64 / 1e6);
+        let (t0, done0) = match progress_since.get_value() {
+            Some((t0, done0)) if p.done >= done0 => (t0, done0),
+            _ => {
+                progress_since.set_value(Some((now_ms(), p.done)));
+                (now_ms(), p.done)
+            }
+        };
+        let seconds = (now_ms() - t0) / 1e3;
+        let speed = if seconds >= 0.5 {
+            format!(", {:.1} MB/s", (p.done - done0) as f64 / 1e6 / seconds)
+        } else {
+            String::new()
+        };
         let slow =
             compute.get_value().and_then(|c| c.adapter.clone()).filter(|a| a.software && p.total > 1_000_000_000);
         let warning = slow.map_or(String::new(), |a| {
             format!(" — a large model on a software GPU ({}): each description will take many minutes", a.name)
         });
-        loading.set(format!("model {done:.1} / {total:.1} MB ({}){warning}", p.file));
+        loading.set(format!("model {done:.1} / {total:.1} MB ({}{speed}){warning}", p.file));
     };
     // Puts a loaded model in use once its first run has compiled the GPU's shaders, or reports
     // why it did not load (the model in use stays).
@@ -249,7 +264,13 @@ fn App() -> impl IntoView {
                 model_name.set(d.manifest.name.clone());
                 model_views.set(Some(d.manifest.config.num_views));
                 num_views.set(d.manifest.config.num_views);
-                loading.set(format!("model ready in {:.0} ms{note}", now_ms() - t0));
+                // the first model's readiness is the page's: time to interactive, from the navigation
+                let interactive = if describer.get_value().is_none() {
+                    format!("; the page was interactive {:.1} s after it opened", now_ms() / 1e3)
+                } else {
+                    String::new()
+                };
+                loading.set(format!("model ready in {:.0} ms{note}{interactive}", now_ms() - t0));
                 describer.set_value(Some(Rc::new(d)));
                 status.set("ready".into());
             }

@@ -1,5 +1,5 @@
-//! Fetching a model bundle into the page: the manifest, the tokenizer, then the shards one by
-//! one, each verified and moved to the device before the next is fetched. Shards and the
+//! Fetching a model bundle into the page: the manifest, the tokenizer, then the shards, a few
+//! downloading while the one before them is verified and moved to the device. Shards and the
 //! tokenizer are kept in the browser's Cache Storage under their SHA-256, so a reload fetches
 //! only the manifest; a cached file that fails its hash check is dropped and fetched again.
 //! Downloads are streamed (progress counts bytes), tried again after transient failures, reported
@@ -330,9 +330,14 @@ pub async fn load_files(
         .await
 }
 
-/// What every source shares: the tokenizer, then each shard verified and moved to the device
-/// before the next is read, so that the page holds about one shard at a time. `read` tells the
-/// bytes of the file it reads as they arrive.
+/// How many shards are on their way at once: while one is verified and moved to the device, the
+/// next ones download, and the page holds at most this many shards besides the one it applies.
+const SHARDS_AT_ONCE: usize = 3;
+
+/// What every source shares: the tokenizer, then the shards, `SHARDS_AT_ONCE` on their way at a
+/// time and each verified and moved to the device in order. `read` tells the bytes of the file it
+/// reads as they arrive; a file that fails stops the load (the shards already on their way are
+/// dropped, none after them is asked for).
 async fn load_bundle(
     base: &str,
     manifest: Manifest,
@@ -340,18 +345,36 @@ async fn load_bundle(
     progress: impl Fn(Progress),
     read: impl AsyncFn(&FileEntry, &dyn Fn(u64)) -> Result<Vec<u8>, String>,
 ) -> Result<Describer, String> {
+    use futures::StreamExt;
+
     let total = manifest.total_bytes();
     let tokenizer = read(&manifest.t5_tokenizer, &|_| {}).await?;
-    let mut done = tokenizer.len() as u64;
+    let shards = manifest.shards.clone();
     let mut loader = Loader::new(base, manifest, device).map_err(|e| e.to_string())?;
-    for i in 0..loader.manifest.shards.len() {
-        let entry = loader.manifest.shards[i].clone();
-        let file = entry.file.clone();
-        let arriving = |bytes: u64| progress(Progress { done: done + bytes, total, file: file.clone() });
-        let bytes = read(&entry, &arriving).await?;
-        done += bytes.len() as u64;
+    // bytes of the files done, and of each shard on its way
+    let done = Cell::new(tokenizer.len() as u64);
+    let arriving = std::cell::RefCell::new(vec![0u64; shards.len()]);
+    let report = |file: &str| {
+        let done = done.get() + arriving.borrow().iter().sum::<u64>();
+        progress(Progress { done, total, file: file.to_string() });
+    };
+    let (read, report, arriving) = (&read, &report, &arriving);
+    let mut fetches = futures::stream::iter(shards.iter().enumerate())
+        .map(|(i, entry)| async move {
+            let received = |bytes: u64| {
+                arriving.borrow_mut()[i] = bytes;
+                report(&entry.file);
+            };
+            read(entry, &received).await
+        })
+        .buffered(SHARDS_AT_ONCE);
+    for (i, entry) in shards.iter().enumerate() {
+        let bytes = fetches.next().await.ok_or("the shards ended early")??;
+        arriving.borrow_mut()[i] = 0;
+        done.set(done.get() + bytes.len() as u64);
         loader.add_shard(i, bytes).map_err(|e| e.to_string())?;
-        progress(Progress { done, total, file: entry.file });
+        report(&entry.file);
     }
+    drop(fetches);
     Describer::from_loader(loader, &tokenizer).map_err(|e| e.to_string())
 }
