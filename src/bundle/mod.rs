@@ -450,7 +450,10 @@ fn widen_scales(tensor: PackTensor, bundle_scheme: Option<QuantScheme>) -> Resul
             let (name, len, shape) = (&tensor.name, tensor.byte_len(), &tensor.shape);
             return Err(format!("{name}: {len} bytes do not fit its {:?} shape {shape:?}", tensor.dtype));
         }
-        return Ok(tensor);
+        // A tensor read from a shard is a view of the shard's bytes: a copy of its own lets the
+        // shard go (kept, the small f32 tensors held every shard's bytes: 2.4 GB at full size).
+        let (name, dtype, shape, id, bytes) = tensor.into_parts().map_err(|e| e.to_string())?;
+        return Ok(PackTensor::new(name, dtype, shape, id, Bytes::from_bytes_vec(bytes.to_vec())));
     };
     let (name, len, shape) = (&tensor.name, tensor.byte_len(), &tensor.shape);
     let block = match scheme.block_size() {
