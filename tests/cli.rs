@@ -154,3 +154,17 @@ fn bad_input_gives_one_clear_line_and_no_output() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn bench_prints_json_for_tools_and_a_table_for_people() {
+    let dir = Scratch::new("bench");
+    let img = dir.file("field.png", &field_png());
+    let (ok, out, err) =
+        dynrefer(&["bench", "views", "--image", path_str(&img), "--box", "51.2,307.2,307.2,460.8", "--iters", "2"]);
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["iters"], 2);
+    assert!(report["median_ms"]["views"].as_f64().is_some_and(|ms| ms > 0.0), "{report}");
+    assert!(report["machine"]["threads"].as_u64().is_some_and(|t| t >= 1), "{report}");
+    assert!(err.contains("| stage | median ms |") && err.contains("| building the views |"), "{err}");
+}

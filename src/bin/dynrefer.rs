@@ -390,6 +390,7 @@ fn bench_views(input: &ViewInput, iters: usize) -> Result<serde_json::Value, Fai
         "size": input.size,
         "iters": views.len(),
         "median_ms": { "decode": median_ms(decode), "views": median_ms(views) },
+        "machine": machine(),
     }))
 }
 
@@ -546,17 +547,18 @@ const MODEL_STAGES: &[(&str, &str)] = &[
     ("per_token", "per decoded token"),
 ];
 
-/// The benchmark as a table for people (the JSON on stdout is for tools).
-fn model_table(report: &serde_json::Value) -> String {
+/// A benchmark as a table for people (the JSON on stdout is for tools): `stages` in order, with
+/// the names the table shows.
+fn stage_table(report: &serde_json::Value, stages: &[(&str, &str)]) -> String {
     let machine = &report["machine"];
     let mut table = format!(
         "{} on {} ({} threads), peak memory {:.2} GB\n| stage | median ms |\n|---|---:|\n",
-        report["device"].as_str().unwrap_or_default(),
+        report["device"].as_str().unwrap_or("cpu"),
         machine["cpu"].as_str().unwrap_or("an unknown CPU"),
         machine["threads"],
         machine["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1e9,
     );
-    for (key, name) in MODEL_STAGES {
+    for (key, name) in stages {
         if let Some(ms) = report["median_ms"][key].as_f64() {
             table += &format!("| {name} | {ms:.1} |\n");
         }
@@ -717,11 +719,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Inspect { bundle } => println!("{}", inspect(&bundle)?),
         Command::Bench { stage: BenchStage::Views { input, iters } } => {
-            println!("{}", bench_views(&input, iters)?);
+            let report = bench_views(&input, iters)?;
+            eprint!("{}", stage_table(&report, &[("decode", "decoding the photo"), ("views", "building the views")]));
+            println!("{report}");
         }
         Command::Bench { stage: BenchStage::Model { run, iters } } => {
             let report = bench_model(&run, iters)?;
-            eprint!("{}", model_table(&report));
+            eprint!("{}", stage_table(&report, MODEL_STAGES));
             println!("{report}");
         }
         Command::Scenes { count, seed, out } => {
