@@ -59,12 +59,15 @@ fn q8_weight(weight: &FlexQTensor) -> Option<Q8Weight<'_>> {
     let DType::QFloat(scheme) = weight.dtype() else { return None };
     let block = scheme.block_size()?;
     let values = weight.tensor().as_slice::<i8>()?;
-    match block.as_slice() {
-        [cols] | [1, cols] if 64 % (*cols as usize) == 0 && values.len() == weight.shape().num_elements() => {
-            Some(Q8Weight { values, scales: weight.scales(), block_cols: *cols as usize })
-        }
-        _ => None,
-    }
+    let shape = weight.shape();
+    let (&n, scales) = (shape.as_slice().last()?, weight.scales());
+    let block_cols = match block.as_slice() {
+        [cols] | [1, cols] if *cols > 0 && 64 % (*cols as usize) == 0 => *cols as usize,
+        _ => return None,
+    };
+    let fits =
+        n > 0 && values.len() == shape.num_elements() && scales.len() == values.len() / n * n.div_ceil(block_cols);
+    fits.then_some(Q8Weight { values, scales, block_cols })
 }
 
 impl Kernels for Flex {
@@ -81,9 +84,9 @@ impl Kernels for Flex {
     }
 
     fn dequantize_f32(tensor: QuantizedTensor<Self>) -> FloatTensor<Self> {
-        let shape = tensor.shape().dims::<2>();
-        match (tensor.shape().num_dims(), q8_weight(&tensor)) {
-            (2, Some(w)) => flex_tensor(matmul::dequantize(w, shape[1]), shape),
+        let shape = tensor.shape();
+        match (q8_weight(&tensor), shape.as_slice()) {
+            (Some(w), &[k, n]) => flex_tensor(matmul::dequantize(w, n), [k, n]),
             _ => Self::dequantize(tensor, FloatDType::F32),
         }
     }
