@@ -232,14 +232,15 @@ fn App() -> impl IntoView {
     let progress_since = StoredValue::new(None::<(f64, u64)>);
     let show_progress = move |p: crate::bundle::Progress| {
         let (done, total) = (p.done as f64 / 1e6, p.total as f64 / 1e6);
+        let now = now_ms();
         let (t0, done0) = match progress_since.get_value() {
             Some((t0, done0)) if p.done >= done0 => (t0, done0),
             _ => {
-                progress_since.set_value(Some((now_ms(), p.done)));
-                (now_ms(), p.done)
+                progress_since.set_value(Some((now, p.done)));
+                (now, p.done)
             }
         };
-        let seconds = (now_ms() - t0) / 1e3;
+        let seconds = (now - t0) / 1e3;
         let speed = if seconds >= 0.5 {
             format!(", {:.1} MB/s", (p.done - done0) as f64 / 1e6 / seconds)
         } else {

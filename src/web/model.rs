@@ -365,16 +365,15 @@ async fn load_bundle(
                 arriving.borrow_mut()[i] = bytes;
                 report(&entry.file);
             };
-            read(entry, &received).await
+            (i, read(entry, &received).await)
         })
         .buffered(SHARDS_AT_ONCE);
-    for (i, entry) in shards.iter().enumerate() {
-        let bytes = fetches.next().await.ok_or("the shards ended early")??;
+    while let Some((i, bytes)) = fetches.next().await {
+        let bytes = bytes?;
         arriving.borrow_mut()[i] = 0;
         done.set(done.get() + bytes.len() as u64);
         loader.add_shard(i, bytes).map_err(|e| e.to_string())?;
-        report(&entry.file);
+        report(&shards[i].file);
     }
-    drop(fetches);
     Describer::from_loader(loader, &tokenizer).map_err(|e| e.to_string())
 }
