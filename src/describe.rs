@@ -18,8 +18,8 @@ use image::RgbImage;
 use serde::Serialize;
 
 use crate::bundle::{BundleError, Loader, MANIFEST, MAX_MANIFEST_BYTES, Manifest, Progress};
-use crate::decode::caption::{T5Tokenizer, TokenizerError, control_string};
-use crate::decode::search::{Search, SearchOptions};
+use crate::text::caption::{T5Tokenizer, TokenizerError, control_string};
+use crate::text::search::{Search, SearchOptions};
 use crate::model::dynrefer::{DynRefer, Intermediates};
 use crate::model::heads::Vocabularies;
 use crate::model::t5::T5;
@@ -492,7 +492,7 @@ impl Describer {
         encoded: Tensor<3>,
         options: &DescribeOptions,
         watch: &mut Watch<'_>,
-    ) -> Result<crate::decode::search::Decoded, DescribeError> {
+    ) -> Result<crate::text::search::Decoded, DescribeError> {
         let t5 = &self.manifest.config.t5;
         let mut search = Search::new(SearchOptions {
             beams: options.beams,

@@ -8,7 +8,6 @@
 pub mod bundle;
 #[cfg(feature = "convert")]
 pub mod convert;
-pub mod decode;
 #[cfg(feature = "model")]
 pub mod describe;
 #[cfg(feature = "model")]
@@ -17,6 +16,7 @@ pub mod kernels;
 pub mod model;
 pub mod photo;
 pub mod scenes;
+pub mod text;
 #[cfg(feature = "train")]
 pub mod train;
 pub mod views;

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use dynrefer::decode::clip_bpe::ClipBpe;
+use dynrefer::text::clip_bpe::ClipBpe;
 
 #[derive(Deserialize)]
 struct Expected {

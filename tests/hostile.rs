@@ -65,7 +65,7 @@ fn shards_the_fuzzer_found_are_refused() {
 /// error, never a panic.
 #[test]
 fn tokenizers_the_fuzzer_found_are_refused() {
-    use dynrefer::decode::caption::T5Tokenizer;
+    use dynrefer::text::caption::T5Tokenizer;
     let found = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz/tokenizer");
     for file in std::fs::read_dir(found).unwrap().flatten() {
         let refused = T5Tokenizer::from_json(&std::fs::read(file.path()).unwrap(), 32);

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use dynrefer::decode::caption::{T5Tokenizer, control_string};
+use dynrefer::text::caption::{T5Tokenizer, control_string};
 use dynrefer::views::RegionBox;
 use libfuzzer_sys::fuzz_target;
 

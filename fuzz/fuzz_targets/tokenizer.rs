@@ -3,7 +3,7 @@
 
 #![no_main]
 
-use dynrefer::decode::caption::T5Tokenizer;
+use dynrefer::text::caption::T5Tokenizer;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

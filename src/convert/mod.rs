@@ -21,8 +21,8 @@ use serde::Deserialize;
 pub mod write;
 
 use crate::bundle::{MAX_SHARD_BYTES, Manifest, Quant, VocabularyNames};
-use crate::decode::caption::T5Tokenizer;
-use crate::decode::clip_bpe::ClipBpe;
+use crate::text::caption::T5Tokenizer;
+use crate::text::clip_bpe::ClipBpe;
 use crate::model::clip_text::ClipTextConfig;
 use crate::model::dynrefer::{DynReferConfig, EVA_OUTPUT_LAYERS, Source, official_path};
 use crate::model::heads::HeadsConfig;

@@ -8,7 +8,7 @@ use std::path::Path;
 use burn::prelude::*;
 
 use crate::bundle::VocabularyNames;
-use crate::decode::caption::{T5Tokenizer, control_string};
+use crate::text::caption::{T5Tokenizer, control_string};
 use crate::photo::{DEFAULT_MAX_PIXELS, decode_photo};
 use crate::scenes::{Annotation, Rng, read_annotations};
 use crate::views::{ViewOptions, Views, build_views};

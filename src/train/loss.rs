@@ -22,7 +22,7 @@ pub struct VocabTokens {
     /// Rows of `context` token ids (cut after the longest text, see [`ClipBpe::rows`]): tags,
     /// then attribute templates, then classes.
     ///
-    /// [`ClipBpe::rows`]: crate::decode::clip_bpe::ClipBpe::rows
+    /// [`ClipBpe::rows`]: crate::text::clip_bpe::ClipBpe::rows
     pub rows: Vec<i64>,
     pub context: usize,
     /// Rows of each vocabulary: tags, attribute templates, classes.

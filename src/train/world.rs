@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use crate::decode::clip_bpe::ClipBpe;
+use crate::text::clip_bpe::ClipBpe;
 use crate::model::clip_text::ClipTextConfig;
 use crate::model::dynrefer::DynReferConfig;
 use crate::model::heads::HeadsConfig;
@@ -151,7 +151,7 @@ pub fn words<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::caption::T5Tokenizer;
+    use crate::text::caption::T5Tokenizer;
 
     #[test]
     fn the_tokenizer_spells_captions_and_control_words() {
