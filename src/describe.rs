@@ -17,12 +17,12 @@ use burn::prelude::*;
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::bundle::{BundleError, Loader, MANIFEST, MAX_MANIFEST_BYTES, Manifest, Progress};
-use crate::text::caption::{T5Tokenizer, TokenizerError, control_string};
-use crate::text::search::{Search, SearchOptions};
+use crate::bundle::{BundleError, FitError, Loader, Manifest, Progress};
 use crate::model::dynrefer::{DynRefer, Intermediates};
 use crate::model::heads::Vocabularies;
 use crate::model::t5::T5;
+use crate::text::caption::{T5Tokenizer, TokenizerError, control_string};
+use crate::text::search::{Search, SearchOptions};
 use crate::views::{RegionBox, ViewOptions, Views, ViewsError, build_views};
 
 /// DynRefer's decoding settings (the demo's: beams 5, 30 new tokens, penalty 1.5).
@@ -95,6 +95,13 @@ pub enum OpenError {
     Io(String, std::io::Error),
     #[error("{0}: {1}")]
     Tokenizer(String, TokenizerError),
+    /// The model cannot run where it is to run (checked before any weight is read).
+    #[error("{bundle}: {error}")]
+    Fit { bundle: String, error: FitError },
+    /// A byte source's own failure (a download that failed, a file the person did not pick), in
+    /// the source's words.
+    #[error("{0}")]
+    Source(String),
 }
 
 /// A loaded model with its vocabularies and tokenizer.
@@ -269,33 +276,15 @@ impl Describer {
     }
 
     /// Opens a bundle folder, verifying every file; `progress` hears after each shard.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn open_dir(
         dir: &std::path::Path,
         device: &Device,
-        mut progress: impl FnMut(Progress),
+        progress: impl FnMut(Progress),
     ) -> Result<Describer, OpenError> {
-        let bundle = dir.display().to_string();
-        let read =
-            |file: &str| std::fs::read(dir.join(file)).map_err(|e| OpenError::Io(format!("{bundle}: {file}"), e));
-        // a manifest's size is checked before it is read: a huge one is not a bundle
-        let size =
-            std::fs::metadata(dir.join(MANIFEST)).map_err(|e| OpenError::Io(format!("{bundle}: {MANIFEST}"), e))?.len();
-        if size > MAX_MANIFEST_BYTES {
-            return Err(BundleError::ManifestSize { bundle, size }.into());
-        }
-        let manifest = Manifest::parse(&bundle, &read(MANIFEST)?)?;
-        let total = manifest.total_bytes();
-        let tokenizer = read(&manifest.t5_tokenizer.file)?;
-        let mut loader = Loader::new(&bundle, manifest, device)?;
-        let mut done = tokenizer.len() as u64;
-        for i in 0..loader.manifest.shards.len() {
-            let file = loader.manifest.shards[i].file.clone();
-            let bytes = read(&file)?;
-            done += bytes.len() as u64;
-            loader.add_shard(i, bytes)?;
-            progress(Progress { done, total, file });
-        }
-        Describer::from_loader(loader, &tokenizer)
+        let progress = std::cell::RefCell::new(progress);
+        let source = crate::bundle::load::DirSource::new(dir);
+        futures::executor::block_on(crate::bundle::load::load(&source, device, None, |p| (progress.borrow_mut())(p)))
     }
 
     pub fn device(&self) -> &Device {

@@ -286,3 +286,82 @@ fn broken_bundles_and_inputs_give_one_clear_line() {
     #[cfg(not(feature = "wgpu"))]
     describe_fails(model, &image, &["--device", "gpu"], &["--device gpu", "--features wgpu"]);
 }
+
+/// The bundle's files served from memory, arriving in two halves each, with one file that fails
+/// as a download would: the byte-source contract the page relies on.
+struct MemorySource {
+    files: std::collections::HashMap<String, Vec<u8>>,
+    fails: Option<String>,
+}
+
+impl dynrefer::bundle::load::ByteSource for MemorySource {
+    fn name(&self) -> &str {
+        "memory"
+    }
+
+    async fn manifest(&self) -> Result<Vec<u8>, dynrefer::describe::OpenError> {
+        Ok(self.files["manifest.json"].clone())
+    }
+
+    async fn file(
+        &self,
+        entry: &dynrefer::bundle::FileEntry,
+        received: &dyn Fn(u64),
+    ) -> Result<Vec<u8>, dynrefer::describe::OpenError> {
+        if self.fails.as_ref() == Some(&entry.file) {
+            return Err(dynrefer::describe::OpenError::Source(format!("{}: network down", entry.file)));
+        }
+        let bytes = self.files[&entry.file].clone();
+        received(bytes.len() as u64 / 2);
+        received(bytes.len() as u64);
+        Ok(bytes)
+    }
+}
+
+/// Drives a load whose source never waits.
+fn now<T>(future: impl std::future::Future<Output = T>) -> T {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+    }
+}
+
+#[test]
+fn a_bundle_loads_from_any_byte_source() {
+    use dynrefer::bundle::Target;
+    use dynrefer::bundle::load::load;
+
+    let files: std::collections::HashMap<String, Vec<u8>> = std::fs::read_dir(bundle())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .collect();
+    let device = Device::flex();
+    let source = MemorySource { files, fails: None };
+    let seen = std::cell::RefCell::new(Vec::new());
+    let describer = now(load(&source, &device, None, |p| seen.borrow_mut().push(p))).unwrap();
+    let seen = seen.into_inner();
+    let total = describer.manifest().total_bytes();
+    assert!(seen.windows(2).all(|w| w[0].done <= w[1].done), "progress goes back");
+    assert_eq!(seen.last().map(|p| (p.done, p.total)), Some((total, total)));
+    let on_disk = Describer::open_dir(bundle(), &device, |_| {}).unwrap();
+    let png = common::photos().into_iter().find(|p| p.name == "thumb").unwrap().png;
+    let photo = decode_photo(&png, DEFAULT_MAX_PIXELS).unwrap();
+    let options = dynrefer::describe::DescribeOptions { beams: 1, max_new_tokens: 4, ..Default::default() };
+    let region = "10,10,60,50".parse().unwrap();
+    assert_eq!(
+        describer.describe(&photo, region, &options).unwrap(),
+        on_disk.describe(&photo, region, &options).unwrap()
+    );
+
+    let tight = Target::Cpu { max_bytes: 1000 };
+    let refused = now(load(&source, &device, Some(&tight), |_| {})).err().unwrap().to_string();
+    assert!(refused.starts_with("memory: this model needs"), "{refused}");
+    let shard = describer.manifest().shards[0].file.clone();
+    let failing = MemorySource { fails: Some(shard.clone()), ..source };
+    let failed = now(load(&failing, &device, None, |_| {})).err().unwrap().to_string();
+    assert_eq!(failed, format!("{shard}: network down"));
+}

@@ -6,6 +6,8 @@
 //! bundles (`q8`, `q4`) hold burnpack shards in burn's layout, since safetensors cannot store
 //! burn's quantized tensors: linear and embedding weights block-quantized, the rest in f32.
 
+pub mod load;
+
 use std::collections::BTreeMap;
 
 use burn::module::{ModuleMapper, ModuleVisitor, Param};

@@ -21,8 +21,6 @@ use serde::Deserialize;
 pub mod write;
 
 use crate::bundle::{MAX_SHARD_BYTES, Manifest, Quant, VocabularyNames};
-use crate::text::caption::T5Tokenizer;
-use crate::text::clip_bpe::ClipBpe;
 use crate::model::clip_text::ClipTextConfig;
 use crate::model::dynrefer::{DynReferConfig, EVA_OUTPUT_LAYERS, Source, official_path};
 use crate::model::heads::HeadsConfig;
@@ -30,6 +28,8 @@ use crate::model::qformer::QformerConfig;
 use crate::model::t5::T5Config;
 use crate::model::visual::VisualConfig;
 use crate::model::vit::VitConfig;
+use crate::text::caption::T5Tokenizer;
+use crate::text::clip_bpe::ClipBpe;
 use write::{BundleInfo, ParamInfo, ParamShapes, ShardWriter, stored};
 
 #[derive(Debug, thiserror::Error)]

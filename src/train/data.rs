@@ -8,9 +8,9 @@ use std::path::Path;
 use burn::prelude::*;
 
 use crate::bundle::VocabularyNames;
-use crate::text::caption::{T5Tokenizer, control_string};
 use crate::photo::{DEFAULT_MAX_PIXELS, decode_photo};
 use crate::scenes::{Annotation, Rng, read_annotations};
+use crate::text::caption::{T5Tokenizer, control_string};
 use crate::views::{ViewOptions, Views, build_views};
 
 /// One annotated region, ready to train on.

@@ -4,7 +4,6 @@
 
 use std::io::Write;
 
-use crate::text::clip_bpe::ClipBpe;
 use crate::model::clip_text::ClipTextConfig;
 use crate::model::dynrefer::DynReferConfig;
 use crate::model::heads::HeadsConfig;
@@ -12,6 +11,7 @@ use crate::model::qformer::QformerConfig;
 use crate::model::t5::T5Config;
 use crate::model::visual::VisualConfig;
 use crate::model::vit::VitConfig;
+use crate::text::clip_bpe::ClipBpe;
 
 /// Longest BPE row of the vocabulary prompts (start and end tokens included).
 pub const TEXT_CONTEXT: usize = 16;
