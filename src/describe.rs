@@ -17,7 +17,7 @@ use burn::prelude::*;
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::bundle::{BundleError, FitError, Loader, Manifest, Progress};
+use crate::bundle::{BundleError, FitError, Loader, Manifest};
 use crate::model::dynrefer::{DynRefer, Intermediates};
 use crate::model::heads::Vocabularies;
 use crate::model::t5::T5;
@@ -280,7 +280,7 @@ impl Describer {
     pub fn open_dir(
         dir: &std::path::Path,
         device: &Device,
-        progress: impl FnMut(Progress),
+        progress: impl FnMut(crate::bundle::Progress),
     ) -> Result<Describer, OpenError> {
         let progress = std::cell::RefCell::new(progress);
         let source = crate::bundle::load::DirSource::new(dir);

@@ -7,14 +7,13 @@ use burn::prelude::*;
 use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use safetensors::SafeTensors;
 
-use dynrefer::model::KEY_REMAP;
+use dynrefer::convert::keys::{FUSE_KEYS, KEY_REMAP, T5_KEY_REMAP};
 use dynrefer::model::align::AlignConfig;
 use dynrefer::model::clip_text::ClipTextConfig;
-use dynrefer::model::fuse::FUSE_KEYS;
 use dynrefer::model::heads::{HeadsConfig, Vocabularies};
 use dynrefer::model::qformer::QformerConfig;
 use dynrefer::model::roi_align::{RoiAlignConfig, roi_align_matrix};
-use dynrefer::model::t5::{T5, T5_KEY_REMAP, T5Config, relative_position_bucket};
+use dynrefer::model::t5::{T5, T5Config, relative_position_bucket};
 use dynrefer::model::visual::VisualConfig;
 use dynrefer::model::vit::VitConfig;
 

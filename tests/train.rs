@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::Device;
 use dynrefer::bundle::Quant;
-use dynrefer::convert::attribute_prompts;
+use dynrefer::convert::vocab::attribute_prompts;
 use dynrefer::scenes::{self, Rng};
 use dynrefer::train::{TrainOptions, Trainer};
 

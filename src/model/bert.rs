@@ -2,7 +2,7 @@
 //! (self- or cross-) with scores scaled by 1/sqrt(head_dim), and the post-LN feed-forward with
 //! exact GELU. LayerNorm eps is 1e-12. Checkpoint keys `attention.self.query` and
 //! `attention.output.LayerNorm` load here as `attention.query` and `attention.output.layer_norm`
-//! (see [`crate::model::KEY_REMAP`]).
+//! (renamed by the converter where Rust needs it).
 
 use super::linear::{Linear, LinearConfig};
 use crate::kernels::gelu;

@@ -1,10 +1,9 @@
 //! The whole DynRefer-T5 model: the visual side, the Q-Former, the three heads with their
 //! vocabulary embeddings, and FlanT5 fed by `t5_proj` and the control words (checklist 9–24).
 //!
-//! Module paths are the official keys under one prefix per source file ([`official_path`]), so
-//! the converter is a table and a bundle's tensor names say where each came from.
-
-use std::sync::OnceLock;
+//! Module paths are the official keys under one prefix per source file (`visual.`, `qformer.`,
+//! `heads.`, `t5.`, `clip_text.`), so the converter is a table and a bundle's tensor names say
+//! where each came from.
 
 use super::linear::{Linear, LinearConfig};
 use burn::module::Param;
@@ -13,9 +12,8 @@ use burn::prelude::*;
 use super::clip_text::{ClipText, ClipTextConfig};
 use super::heads::{HeadScores, Heads, HeadsConfig, Vocabularies};
 use super::qformer::{Qformer, QformerConfig};
-use super::t5::{T5, T5_KEY_REMAP, T5Config};
+use super::t5::{T5, T5Config};
 use super::visual::{Visual, VisualConfig, VisualOutput};
-use super::{KEY_REMAP, fuse::FUSE_KEYS};
 
 /// Every size of the model. The converter reads them from the checkpoints' shapes and the
 /// `--arch` file; defaults are DynRefer-FlanT5-XL's (DESIGN §2).
@@ -146,76 +144,6 @@ impl DynReferConfig {
                 classes: table(classes),
             },
             clip_text: self.clip_text.init(device),
-        }
-    }
-}
-
-/// Which official file a tensor comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// LAVIS BLIP-2 (and DynRefer's checkpoint, which overrides it): everything but T5 and CLIP.
-    Lavis,
-    /// The HF FlanT5 folder.
-    T5,
-    /// EVA-CLIP, keys already without their `text.` prefix.
-    ClipText,
-}
-
-/// EVA-CLIP's own output layers, which BLIP-2 does not use (it reads the last block's tokens).
-pub const EVA_OUTPUT_LAYERS: &[&str] = &["visual_encoder.norm.", "visual_encoder.fc_norm.", "visual_encoder.head."];
-
-/// A key table's patterns, compiled once.
-struct Remap(Vec<(regex::Regex, &'static str)>);
-
-impl Remap {
-    fn new<'a>(table: impl IntoIterator<Item = &'a (&'static str, &'static str)>) -> Remap {
-        Remap(table.into_iter().map(|(p, to)| (regex::Regex::new(p).expect("a valid key pattern"), *to)).collect())
-    }
-
-    fn apply(&self, key: &str) -> String {
-        self.0.iter().fold(key.to_string(), |k, (pattern, to)| pattern.replace_all(&k, *to).into_owned())
-    }
-}
-
-/// The module path of an official key, or `None` for keys the model does not use.
-pub fn official_path(source: Source, key: &str) -> Option<String> {
-    static T5_REMAP: OnceLock<Remap> = OnceLock::new();
-    static LAVIS_REMAP: OnceLock<Remap> = OnceLock::new();
-    static TEXT_FFN: OnceLock<regex::Regex> = OnceLock::new();
-    match source {
-        Source::T5 => {
-            let unused = key.ends_with("embed_tokens.weight"); // tied to `shared`
-            (!unused).then(|| format!("t5.{}", T5_REMAP.get_or_init(|| Remap::new(T5_KEY_REMAP)).apply(key)))
-        }
-        Source::ClipText => (key != "logit_scale").then(|| format!("clip_text.{key}")),
-        Source::Lavis => {
-            if EVA_OUTPUT_LAYERS.iter().any(|p| key.starts_with(p)) {
-                return None;
-            }
-            let (prefix, rest) = if let Some(rest) = key.strip_prefix("Qformer.bert.") {
-                ("qformer", rest)
-            } else if key == "query_tokens" {
-                ("qformer", key)
-            } else if ["visual_encoder.", "ln_vision.", "cvem_align.", "cvem_mlp."].iter().any(|p| key.starts_with(p)) {
-                ("visual", key)
-            } else if ["tag_", "attr_"].iter().any(|p| key.starts_with(p)) && !["attr_t", "attr_b"].contains(&key) {
-                ("heads", key)
-            } else if key.starts_with("t5_proj.") || key == "cem_memory" {
-                return Some(key.to_string());
-            } else {
-                return None;
-            };
-            let remap = LAVIS_REMAP.get_or_init(|| Remap::new(KEY_REMAP.iter().chain(FUSE_KEYS)));
-            let path = format!("{prefix}.{}", remap.apply(rest));
-            // the Q-Former's text branch and embeddings are not used for queries
-            let text_branch =
-                ["embeddings.position_ids", "embeddings.word_embeddings", "embeddings.position_embeddings"]
-                    .iter()
-                    .any(|p| rest.starts_with(p))
-                    || TEXT_FFN
-                        .get_or_init(|| regex::Regex::new(r"^encoder\.layer\.\d+\.(intermediate|output)\.").unwrap())
-                        .is_match(rest);
-            (!(prefix == "qformer" && text_branch)).then_some(path)
         }
     }
 }

@@ -1,13 +1,10 @@
 //! `cvem_mlp`: the views' tokens, concatenated channel-wise view-major (`[v0 | v1 | v2]`), fused
 //! back to one width by Linear → ReLU → Linear (checklist item 15). The checkpoint's Sequential
-//! indices `cvem_mlp.0` / `cvem_mlp.2` load as `fc1` / `fc2` (see [`FUSE_KEYS`]).
+//! indices `cvem_mlp.0` / `cvem_mlp.2` load as `fc1` / `fc2`.
 
 use super::linear::{Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-
-/// Official key → module path, for the fusion MLP.
-pub const FUSE_KEYS: &[(&str, &str)] = &[(r"^cvem_mlp\.0\.", "cvem_mlp.fc1."), (r"^cvem_mlp\.2\.", "cvem_mlp.fc2.")];
 
 #[derive(Module, Debug)]
 pub struct Fuse {

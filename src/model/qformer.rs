@@ -2,7 +2,7 @@
 //! embeddings' LayerNorm (no position embeddings), then BERT layers of self-attention,
 //! cross-attention to the fused visual tokens on every `cross_attention_freq`-th layer, and the
 //! query feed-forward (`intermediate_query` / `output_query`). The text branch's weights are not
-//! used. Keys: `query_tokens` and `Qformer.bert.*` (see [`crate::model::KEY_REMAP`]).
+//! used. Keys: `query_tokens` and `Qformer.bert.*` (renamed by the converter where Rust needs it).
 
 use burn::module::Param;
 use burn::nn::{LayerNorm, LayerNormConfig};

@@ -6,7 +6,7 @@
 //! by one position per step, cross-attention keys and values are computed once.
 //!
 //! Module paths follow the HF keys with each block's numbered sub-layers named
-//! ([`T5_KEY_REMAP`]): `encoder.block.3.layer.1.DenseReluDense.wi_0` is `encoder.block.3.ff.wi_0`.
+//! (by the converter): `encoder.block.3.layer.1.DenseReluDense.wi_0` is `encoder.block.3.ff.wi_0`.
 
 use super::linear::{Linear, LinearConfig};
 use crate::kernels::gelu;
@@ -17,16 +17,6 @@ use burn::tensor::ops::AttentionModuleOptions;
 use serde::Deserialize;
 
 use super::attention::{merge_heads, split_heads};
-
-/// HF T5 keys → module paths, applied in order.
-pub const T5_KEY_REMAP: &[(&str, &str)] = &[
-    (r"\.layer\.0\.SelfAttention\.", ".self_attention."),
-    (r"\.layer\.0\.layer_norm\.", ".self_attention_norm."),
-    (r"\.layer\.1\.EncDecAttention\.", ".cross_attention."),
-    (r"^(decoder\.block\.\d+)\.layer\.1\.layer_norm\.", "$1.cross_attention_norm."),
-    (r"\.layer\.\d\.DenseReluDense\.", ".ff."),
-    (r"\.layer\.\d\.layer_norm\.", ".ff_norm."),
-];
 
 /// The fields of HF's `config.json` that change the computation; defaults are flan-t5-xl's.
 #[derive(Config, Debug)]

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bundle::{MANIFEST, MAX_SHARD_BYTES, Manifest, Quant, VocabularyNames};
 use crate::convert::write::{BundleInfo, write_bundle};
-use crate::convert::{AttributePrompts, attribute_prompts};
+use crate::convert::vocab::{AttributePrompts, attribute_prompts};
 use crate::model::dynrefer::{DynRefer, DynReferConfig, VocabEmbeddings};
 use crate::scenes::Rng;
 use crate::text::caption::T5Tokenizer;
