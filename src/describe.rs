@@ -22,11 +22,24 @@ use crate::model::dynrefer::{DynRefer, Intermediates};
 use crate::model::heads::Vocabularies;
 use crate::model::t5::T5;
 use crate::text::caption::{T5Tokenizer, TokenizerError, control_string};
+use crate::text::clip_bpe::{BpeError, ClipBpe, class_prompt};
 use crate::text::search::{Search, SearchOptions};
 use crate::views::{RegionBox, ViewOptions, Views, ViewsError, build_views};
 
+/// The most class names of a [`ClassSet`]: the heads score every name against every region, and
+/// an open vocabulary of a thousand is already far more than a person types.
+pub const MAX_CLASSES: usize = 1000;
+
+/// The person's own class names, embedded by the bundle's text tower as the bundle's classes were.
+#[derive(Clone, Debug)]
+pub struct ClassSet {
+    pub names: Vec<String>,
+    /// [names, text width], on the model's device.
+    embeddings: Tensor<2>,
+}
+
 /// DynRefer's decoding settings (the demo's: beams 5, 30 new tokens, penalty 1.5).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct DescribeOptions {
     pub num_views: Option<usize>,
     pub beams: usize,
@@ -36,6 +49,8 @@ pub struct DescribeOptions {
     /// Words to steer the caption, separated by `,|` as in the official code.
     pub controls: Option<String>,
     pub repetition_penalty: f32,
+    /// Classes to score instead of the bundle's (see [`Describer::class_set`]).
+    pub classes: Option<ClassSet>,
 }
 
 impl Default for DescribeOptions {
@@ -47,6 +62,7 @@ impl Default for DescribeOptions {
             tag_threshold: None,
             controls: None,
             repetition_penalty: 1.5,
+            classes: None,
         }
     }
 }
@@ -68,7 +84,7 @@ pub struct Description {
     pub tags: Vec<Scored>,
     /// Every attribute, in file order.
     pub attributes: Vec<Scored>,
-    /// Every class (raw logits), in file order.
+    /// Every class (raw logits), in file order, or the custom classes in their given order.
     pub classes: Vec<Scored>,
 }
 
@@ -80,6 +96,10 @@ pub enum DescribeError {
     Tokenizer(#[from] TokenizerError),
     #[error("options: {0}")]
     Options(String),
+    /// Custom class names that cannot be scored (none, too many, an empty one, or a bundle
+    /// without a text tower).
+    #[error("{0}")]
+    Classes(String),
     #[error("the compute device failed: {0}")]
     Device(String),
     /// The watcher stopped the description between two stages (a newer region replaced it).
@@ -95,6 +115,8 @@ pub enum OpenError {
     Io(String, std::io::Error),
     #[error("{0}: {1}")]
     Tokenizer(String, TokenizerError),
+    #[error("{0}: {1}")]
+    Bpe(String, BpeError),
     /// The model cannot run where it is to run (checked before any weight is read).
     #[error("{bundle}: {error}")]
     Fit { bundle: String, error: FitError },
@@ -110,6 +132,8 @@ pub struct Describer {
     model: DynRefer,
     vocab: Vocabularies,
     tokenizer: T5Tokenizer,
+    /// The tokenizer of the text tower, when the bundle has one.
+    clip_bpe: Option<ClipBpe>,
     device: Device,
 }
 
@@ -263,16 +287,25 @@ impl<'a> Watch<'a> {
 }
 
 impl Describer {
-    /// A bundle's model from a loader that has all its shards, and its tokenizer file.
-    pub fn from_loader(loader: Loader, tokenizer_json: &[u8]) -> Result<Describer, OpenError> {
+    /// A bundle's model from a loader that has all its shards, and its two tokenizer files (the
+    /// CLIP BPE is kept only for a model with a text tower, which alone can use it).
+    pub(crate) fn from_loader(loader: Loader, tokenizer_json: &[u8], clip_bpe: &[u8]) -> Result<Describer, OpenError> {
         let bundle = loader.bundle.clone();
         Manifest::verify(&bundle, &loader.manifest.t5_tokenizer, tokenizer_json)?;
+        Manifest::verify(&bundle, &loader.manifest.clip_bpe, clip_bpe)?;
         let device = loader.device.clone();
         let (model, manifest) = loader.finish()?;
         let tokenizer = T5Tokenizer::from_json(tokenizer_json, manifest.config.max_txt_len)
-            .map_err(|e| OpenError::Tokenizer(bundle, e))?;
+            .map_err(|e| OpenError::Tokenizer(bundle.clone(), e))?;
+        let clip_bpe = match model.clip_text {
+            Some(_) => Some(
+                ClipBpe::from_gzip(clip_bpe)
+                    .map_err(|e| OpenError::Bpe(format!("{bundle}: {}", manifest.clip_bpe.file), e))?,
+            ),
+            None => None,
+        };
         let vocab = model.vocabularies(manifest.vocabularies.templates_per_attribute.clone());
-        Ok(Describer { manifest, model, vocab, tokenizer, device })
+        Ok(Describer { manifest, model, vocab, tokenizer, clip_bpe, device })
     }
 
     /// Opens a bundle folder, verifying every file; `progress` hears after each shard.
@@ -301,6 +334,28 @@ impl Describer {
 
     pub fn vocabularies(&self) -> &Vocabularies {
         &self.vocab
+    }
+
+    /// `names` as classes to score instead of the bundle's: each embedded as the official model
+    /// embeds a class (`"the {name}"`, lower case) by the bundle's text tower. The embeddings stay
+    /// on the model's device (nothing is read back), so this runs on every backend.
+    pub fn class_set(&self, names: &[String]) -> Result<ClassSet, DescribeError> {
+        let refuse = |why: String| Err(DescribeError::Classes(why));
+        let (Some(tower), Some(bpe)) = (&self.model.clip_text, &self.clip_bpe) else {
+            return refuse("this bundle has no text tower: convert it with --with-text-tower".into());
+        };
+        if names.is_empty() {
+            return refuse("no class names".into());
+        }
+        if names.len() > MAX_CLASSES {
+            return refuse(format!("{} class names; at most {MAX_CLASSES}", names.len()));
+        }
+        if let Some(i) = names.iter().position(|n| n.trim().is_empty()) {
+            return refuse(format!("class {} of {} is empty", i + 1, names.len()));
+        }
+        let prompts: Vec<String> = names.iter().map(|n| class_prompt(n)).collect();
+        let embeddings = tower.embed(bpe, &prompts).map_err(|e| DescribeError::Classes(e.to_string()))?;
+        Ok(ClassSet { names: names.to_vec(), embeddings })
     }
 
     /// The model, for training it further.
@@ -437,7 +492,16 @@ impl Describer {
         let queries = model.qformer.forward(visual.fused); // [1, queries, width]
         watch.lap("qformer", Some(&queries)).await;
         watch.start(Stage::Heads).await?;
-        let scores = model.heads.forward(queries.clone(), &self.vocab);
+        let custom = match &options.classes {
+            Some(set) if set.embeddings.dims()[1] != self.vocab.classes.dims()[1] => {
+                return Err(DescribeError::Classes(
+                    "these classes were embedded by another bundle's text tower".into(),
+                ));
+            }
+            Some(set) => Some(self.vocab.with_classes(set.embeddings.clone())),
+            None => None,
+        };
+        let scores = model.heads.forward(queries.clone(), custom.as_ref().unwrap_or(&self.vocab));
         let read = watch.read;
         let threshold = options.tag_threshold.unwrap_or(self.manifest.tag_threshold);
         let names = &self.manifest.vocabularies;
@@ -452,7 +516,8 @@ impl Describer {
             names.iter().zip(scores).map(|(n, score)| Scored { name: n.clone(), score }).collect::<Vec<_>>()
         };
         let attributes = scored(&names.attributes, read.floats(scores.attributes).await?);
-        let classes = scored(&names.classes, read.floats(scores.classes).await?);
+        let class_names = options.classes.as_ref().map_or(&names.classes, |set| &set.names);
+        let classes = scored(class_names, read.floats(scores.classes).await?);
         watch.lap("heads", None::<&Tensor<1>>).await;
 
         watch.start(Stage::T5Encoder).await?;

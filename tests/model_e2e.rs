@@ -41,42 +41,46 @@ fn dynrefer(args: &[&str]) -> String {
 /// The bundle converted once per test run, with the CLI, from the official-format files.
 fn bundle() -> &'static Path {
     static BUNDLE: OnceLock<PathBuf> = OnceLock::new();
-    BUNDLE.get_or_init(|| {
-        let out = scratch("bundle").join("model");
-        let f = |p: &str| common::e2e_file(p).display().to_string();
-        dynrefer(&[
-            "convert",
-            "--blip2",
-            &f("blip2.pth"),
-            "--dynrefer",
-            &f("dynrefer.pth"),
-            "--t5",
-            &f("t5"),
-            "--clip-text",
-            &f("clip_text.pt"),
-            "--bpe",
-            &f("bpe_simple_vocab_16e6.txt.gz"),
-            "--tags",
-            &f("ram_tag_list.txt"),
-            "--attributes",
-            &f("ovad2000.json"),
-            "--classes",
-            &f("coco.json"),
-            "--arch",
-            &f("arch.json"),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        out
-    })
+    BUNDLE.get_or_init(|| convert_fixture("bundle", &[]))
+}
+
+/// The same, converted `--with-text-tower`.
+fn bundle_with_tower() -> &'static Path {
+    static BUNDLE: OnceLock<PathBuf> = OnceLock::new();
+    BUNDLE.get_or_init(|| convert_fixture("bundle-tower", &["--with-text-tower"]))
+}
+
+fn convert_fixture(name: &str, extra: &[&str]) -> PathBuf {
+    let out = scratch(name).join("model");
+    let mut args = vec!["convert".to_string()];
+    for (flag, file) in [
+        ("--blip2", "blip2.pth"),
+        ("--dynrefer", "dynrefer.pth"),
+        ("--t5", "t5"),
+        ("--clip-text", "clip_text.pt"),
+        ("--bpe", "bpe_simple_vocab_16e6.txt.gz"),
+        ("--tags", "ram_tag_list.txt"),
+        ("--attributes", "ovad2000.json"),
+        ("--classes", "coco.json"),
+        ("--arch", "arch.json"),
+    ] {
+        args.extend([flag.to_string(), common::e2e_file(file).display().to_string()]);
+    }
+    args.extend(["--out".to_string(), out.display().to_string()]);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    dynrefer(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    out
 }
 
 fn expected() -> Value {
     serde_json::from_str(&std::fs::read_to_string(common::e2e_file("expected.json")).unwrap()).unwrap()
 }
 
+/// The test photo `name` as a file of its own (tests run in parallel: each call gets a new folder).
 fn photo_path(name: &str) -> PathBuf {
-    let dir = scratch(&format!("photo-{name}"));
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = scratch(&format!("photo-{name}-{call}"));
     let photo = common::photos().into_iter().find(|p| p.name == name).expect("a test photo");
     let path = dir.join(format!("{name}.png"));
     std::fs::write(&path, photo.png).unwrap();
@@ -364,4 +368,75 @@ fn a_bundle_loads_from_any_byte_source() {
     let failing = MemorySource { fails: Some(shard.clone()), ..source };
     let failed = now(load(&failing, &device, None, |_| {})).err().unwrap().to_string();
     assert_eq!(failed, format!("{shard}: network down"));
+}
+
+fn describe_json(model: &Path, case: &Value, extra: &[&str]) -> Value {
+    let image = photo_path(case["image"].as_str().unwrap());
+    let mut args = vec!["describe", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap()];
+    let region = box_arg(case);
+    args.extend(["--box", &region, "--beams", "1", "--max-new-tokens", "4", "--device", device()]);
+    args.extend(extra);
+    serde_json::from_str(&dynrefer(&args)).unwrap()
+}
+
+/// `describe --classes` scores names of our own as the reference scores them from a classes file
+/// (tests/data/e2e/custom_classes.json, made by `tools/gen_custom_classes.py`): each name embedded
+/// by the text tower in the bundle, through the same head as the bundle's classes.
+#[test]
+fn custom_classes_match_the_reference() {
+    let want: Value =
+        serde_json::from_str(&std::fs::read_to_string(common::e2e_file("custom_classes.json")).unwrap()).unwrap();
+    let names: Vec<&str> = want["classes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    let list = names.join(",");
+    let mut worst = 0f64;
+    for case in want["cases"].as_array().unwrap() {
+        let got = describe_json(bundle_with_tower(), case, &["--classes", &list]);
+        worst = worst.max(max_abs(&got["classes"], &case["classes"]));
+    }
+    eprintln!("custom classes on the {}: max |diff| {worst:e}", device());
+    assert!(worst <= CLASS_TOL, "{worst}");
+}
+
+/// Without `--with-text-tower` a bundle has no tower (and is smaller by it), describes exactly as
+/// one with it, and refuses custom classes with a line that says how to get them.
+#[test]
+fn the_text_tower_is_optional() {
+    let manifest = |dir: &Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
+    };
+    let tower_tensors =
+        |m: &Value| m["tensors"].as_object().unwrap().keys().filter(|k| k.starts_with("clip_text.")).count();
+    let bytes = |m: &Value| m["shards"].as_array().unwrap().iter().map(|s| s["bytes"].as_u64().unwrap()).sum::<u64>();
+    let (without, with) = (manifest(bundle()), manifest(bundle_with_tower()));
+    assert_eq!((without["config"]["text_tower"].as_bool(), tower_tensors(&without)), (Some(false), 0));
+    assert_eq!(with["config"]["text_tower"].as_bool(), Some(true));
+    assert!(tower_tensors(&with) > 0);
+    eprintln!("tiny e2e bundle: {} bytes of shards without the text tower, {} with it", bytes(&without), bytes(&with));
+    assert!(bytes(&without) < bytes(&with));
+
+    let exp = expected();
+    for case in exp["model_cases"].as_array().unwrap() {
+        assert_eq!(describe_json(bundle(), case, &[]), describe_json(bundle_with_tower(), case, &[]));
+    }
+    let image = photo_path("thumb");
+    describe_fails(bundle(), &image, &["--classes", "cup,vase"], &["--classes", "no text tower", "--with-text-tower"]);
+    describe_fails(bundle_with_tower(), &image, &["--classes", "cup,,vase"], &["--classes", "2 of 3 is empty"]);
+    describe_fails(bundle_with_tower(), &image, &["--classes", " "], &["--classes", "empty"]);
+}
+
+/// The library refuses what the command line cannot send: no names, too many, an empty one.
+#[test]
+fn class_sets_are_checked() {
+    use dynrefer::describe::MAX_CLASSES;
+    let describer = Describer::open_dir(bundle_with_tower(), &Device::flex(), |_| {}).unwrap();
+    let refused = |names: Vec<String>| describer.class_set(&names).err().unwrap().to_string();
+    assert_eq!(refused(vec![]), "no class names");
+    assert_eq!(refused(vec!["cup".into(), "".into()]), "class 2 of 2 is empty");
+    let many = refused(vec!["cup".to_string(); MAX_CLASSES + 1]);
+    assert!(many.contains(&format!("at most {MAX_CLASSES}")), "{many}");
+    let set = describer.class_set(&["cup".into(), "Teddy Bear".into()]).unwrap();
+    assert_eq!(set.names, ["cup", "Teddy Bear"]);
+    let without = Describer::open_dir(bundle(), &Device::flex(), |_| {}).unwrap();
+    let refused = without.class_set(&["cup".into()]).err().unwrap().to_string();
+    assert_eq!(refused, "this bundle has no text tower: convert it with --with-text-tower");
 }

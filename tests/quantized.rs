@@ -252,6 +252,16 @@ fn real_model_bundle_sizes() {
             bytes as f64 / 1e9,
             bytes as f64 / params as f64
         );
+        // the EVA-CLIP text tower, in a bundle only with `convert --with-text-tower`
+        let bare = projected_manifest(&real.clone().with_text_tower(Some(false)), quant, "DynRefer-FlanT5-XL");
+        assert!(!bare.tensors.keys().any(|k| k.contains("clip_text")));
+        let tower = bytes - bare.shards.iter().map(|s| s.bytes).sum::<u64>();
+        let tower_params = params - bare.parameters();
+        eprintln!("  its text tower: {tower_params} parameters, {:.1} MB", tower as f64 / 1e6);
+        assert!((1.2e8..1.3e8).contains(&(tower_params as f64)), "{tower_params}");
+        if quant == Quant::Q8 {
+            assert!((1.2e8..1.4e8).contains(&(tower as f64)), "q8 text tower {tower} bytes");
+        }
         sizes.push((params, bytes));
     }
     let params = sizes[0].0;

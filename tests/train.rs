@@ -151,6 +151,10 @@ fn a_stopped_run_resumes_from_its_checkpoint() {
     // the bundle describes, and an eval of it runs through the same regions
     let report = eval(&resumed, &annotations, &["--beams", "1", "--limit", "4"]);
     assert_eq!(report["regions"], 4);
+    // it keeps the text tower that learned its vocabularies, for a person's own classes
+    let describer = dynrefer::describe::Describer::open_dir(&resumed, &burn::tensor::Device::flex(), |_| {}).unwrap();
+    let set = describer.class_set(&["red circle".into(), "star".into()]).unwrap();
+    assert_eq!(set.names, ["red circle", "star"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

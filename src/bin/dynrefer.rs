@@ -160,6 +160,10 @@ struct ConvertArgs {
     /// official loader skips them).
     #[arg(long)]
     strict: bool,
+    /// Keep the EVA-CLIP text tower in the bundle, so that `describe --classes` and the page can
+    /// score class names of a person's own (the bundle's vocabularies need no tower).
+    #[arg(long)]
+    with_text_tower: bool,
     #[arg(long)]
     out: PathBuf,
 }
@@ -239,6 +243,10 @@ struct DescribeArgs {
     /// Words that steer the caption, e.g. "red hat,|dog".
     #[arg(long, allow_hyphen_values = true)]
     controls: Option<String>,
+    /// Class names to score instead of the bundle's, comma-separated, e.g. "cup,bottle,vase"
+    /// (needs a bundle converted with --with-text-tower).
+    #[arg(long, allow_hyphen_values = true)]
+    classes: Option<String>,
     /// Where to run: cpu (burn's CPU backend) or gpu (burn's wgpu backend; build with --features wgpu).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -265,8 +273,19 @@ impl DescribeArgs {
         })
     }
 
+    /// `--classes`: comma-separated names, each trimmed; an empty one is a mistake, not a class.
+    fn class_names(&self) -> Result<Option<Vec<String>>, Failure> {
+        let Some(list) = &self.classes else { return Ok(None) };
+        let names: Vec<String> = list.split(',').map(|n| n.trim().to_string()).collect();
+        if let Some(i) = names.iter().position(String::is_empty) {
+            return Err(Failure(format!("--classes {list:?}: class {} of {} is empty", i + 1, names.len())));
+        }
+        Ok(Some(names))
+    }
+
     fn load(&self) -> Result<(Describer, RgbImage, RegionBox, DescribeOptions), Failure> {
-        let options = self.options()?;
+        let mut options = self.options()?;
+        let class_names = self.class_names()?;
         let region: RegionBox = self.region.parse().map_err(|e| Failure(format!("--box {}: {e}", self.region)))?;
         let bytes = std::fs::read(&self.image)
             .map_err(|e| Failure(format!("{}: cannot read the file: {e}", self.image.display())))?;
@@ -283,6 +302,10 @@ impl DescribeArgs {
             }
         })
         .map_err(|e| Failure(e.to_string()))?;
+        if let Some(names) = class_names {
+            let set = describer.class_set(&names).map_err(|e| Failure(format!("--classes: {e}")))?;
+            options.classes = Some(set);
+        }
         Ok((describer, photo, region, options))
     }
 }
@@ -460,6 +483,7 @@ fn run_convert(args: &ConvertArgs) -> Result<(), Failure> {
         arch: args.arch.clone(),
         quant: args.quant,
         strict: args.strict,
+        with_text_tower: args.with_text_tower,
     };
     let plan = plan(&inputs).map_err(|e| Failure(e.to_string()))?;
     if let Some((file, key)) = plan.ignored.first() {

@@ -63,7 +63,6 @@ pub async fn load_manifest(
     let total = manifest.total_bytes();
     let tokenizer = source.file(&manifest.t5_tokenizer, &|_| {}).await?;
     let clip_bpe = source.file(&manifest.clip_bpe, &|_| {}).await?;
-    Manifest::verify(source.name(), &manifest.clip_bpe, &clip_bpe)?;
     let shards = manifest.shards.clone();
     let mut loader = Loader::new(source.name(), manifest, device)?;
     // bytes of the files done, and of each shard on its way
@@ -90,7 +89,7 @@ pub async fn load_manifest(
         loader.add_shard(i, bytes)?;
         report(&shards[i].file);
     }
-    Describer::from_loader(loader, &tokenizer)
+    Describer::from_loader(loader, &tokenizer, &clip_bpe)
 }
 
 /// A bundle folder on disk.

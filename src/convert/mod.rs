@@ -24,6 +24,7 @@ use crate::bundle::{MAX_SHARD_BYTES, Manifest, Quant};
 use crate::model::dynrefer::DynReferConfig;
 use crate::model::t5::T5Config;
 use crate::text::caption::T5Tokenizer;
+use crate::text::clip_bpe::class_prompt;
 use config::{Arch, infer_config};
 use keys::{Source, belongs, block_index, known_unused, official_path};
 use read::{Entry, check_inputs, f32_data, read_pth, read_t5_weights, read_text};
@@ -65,6 +66,9 @@ pub struct Inputs {
     pub quant: Quant,
     /// Refuse tensors the model does not use, instead of skipping them as the official loader does.
     pub strict: bool,
+    /// Put the EVA-CLIP text tower in the bundle, so that it can embed a person's own class names
+    /// (the vocabularies' embeddings are computed at conversion either way).
+    pub with_text_tower: bool,
 }
 
 struct ProgressBar {
@@ -162,7 +166,8 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, ConvertError> {
     let arch_file = inputs.arch.as_ref().map_or("(defaults)".to_string(), |p| p.display().to_string());
     let names = &vocab.names;
     let sizes = [names.tags.len(), vocab.templates.len(), names.classes.len()];
-    let config = infer_config(&shapes, &arch, &arch_file, t5, sizes)?;
+    // the text tower's tensors are checked (and read) either way: they embed the vocabularies
+    let config = infer_config(&shapes, &arch, &arch_file, t5, sizes)?.with_text_tower(Some(true));
     let expected = ParamShapes::of(&config.init(&Device::flex()));
     for ParamInfo { official: name, shape: want, .. } in &expected.params {
         if name.starts_with("vocab.") {
@@ -199,7 +204,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, ConvertError> {
     }
     Ok(Plan {
         entries,
-        config,
+        config: config.with_text_tower(Some(inputs.with_text_tower)),
         tag_threshold: arch.tag_threshold,
         vocab,
         tokenizer_json,
@@ -211,11 +216,12 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, ConvertError> {
 
 impl Plan {
     /// Writes the bundle into `out`, one tensor at a time, then the vocabularies' text embeddings
-    /// computed by the EVA-CLIP text tower.
+    /// computed by the EVA-CLIP text tower. The tower itself goes in only with
+    /// `--with-text-tower`.
     pub fn write(self, out: &Path, name: &str) -> Result<Manifest, ConvertError> {
         let Plan { entries, config, quant, .. } = &self;
         let device = Device::flex();
-        let expected = ParamShapes::of(&config.init(&device));
+        let expected = ParamShapes::of(&config.clone().with_text_tower(Some(true)).init(&device));
         let params: HashMap<&str, &ParamInfo> = expected.params.iter().map(|p| (p.official.as_str(), p)).collect();
         let mut writer = ShardWriter::new(out, *quant, MAX_SHARD_BYTES)?;
         let mut bar = ProgressBar { total: entries.len() + 3, done: 0, tty: std::io::stderr().is_terminal() };
@@ -224,6 +230,10 @@ impl Plan {
             let data = f32_data(entry)?;
             if let Some(rest) = path.strip_prefix("clip_text.") {
                 clip_tensors.push(bridge::from_data(data.clone(), rest.to_string(), None));
+                if !config.has_text_tower() {
+                    bar.step(path);
+                    continue;
+                }
             }
             let (name, data) = stored(params[path.as_str()], data, *quant, &device);
             writer.add(name, data)?;
@@ -238,22 +248,15 @@ impl Plan {
         if !applied.missing.is_empty() || !applied.errors.is_empty() {
             return Err(file_err(&self.clip_text, format!("does not fit the text tower: {applied}")));
         }
-        let context = config.clip_text.context;
         let names = &self.vocab.names;
-        let classes = names.classes.iter().map(|c| format!("the {}", c.to_lowercase())).collect();
+        let classes = names.classes.iter().map(|c| class_prompt(c)).collect();
         for (vocab, texts) in [
             ("vocab.tags", names.tags.clone()),
             ("vocab.attribute_templates", self.vocab.templates.clone()),
             ("vocab.classes", classes),
         ] {
-            let mut rows = Vec::new();
-            for batch in texts.chunks(64) {
-                let (ids, length) = self.vocab.bpe.rows(batch, context);
-                let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.len(), length]), &device);
-                rows.extend(clip.forward(tokens).into_data().convert::<f32>().try_into_vec::<f32>().expect("f32"));
-            }
-            let data = TensorData::new(rows, [texts.len(), config.clip_text.embed_dim]);
-            let (name, data) = stored(params[vocab], data, *quant, &device);
+            let embeddings = clip.embed(&self.vocab.bpe, &texts).map_err(|e| file_err(&self.vocab.bpe_path, e))?;
+            let (name, data) = stored(params[vocab], embeddings.into_data(), *quant, &device);
             writer.add(name, data)?;
             bar.step(vocab);
         }

@@ -2,7 +2,7 @@
 //! official `build_att_embeds` does), the class names, and the CLIP BPE merges that tokenize them
 //! for the text tower.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::read::read_text;
 use super::{ConvertError, Inputs, file_err};
@@ -15,8 +15,9 @@ pub struct Vocabularies {
     /// Every attribute's prompt templates, attribute after attribute.
     pub templates: Vec<String>,
     pub bpe: ClipBpe,
-    /// The BPE file as given, for the bundle.
+    /// The BPE file as given, for the bundle, and where it came from.
     pub bpe_bytes: Vec<u8>,
+    pub bpe_path: PathBuf,
 }
 
 impl Vocabularies {
@@ -31,7 +32,7 @@ impl Vocabularies {
             serde_json::from_str(&read_text(&inputs.classes)?).map_err(|e| file_err(&inputs.classes, e))?;
         let (bpe, bpe_bytes) = read_bpe(&inputs.bpe)?;
         let names = VocabularyNames { tags, attributes, templates_per_attribute, classes };
-        Ok(Vocabularies { names, templates, bpe, bpe_bytes })
+        Ok(Vocabularies { names, templates, bpe, bpe_bytes, bpe_path: inputs.bpe.clone() })
     }
 }
 

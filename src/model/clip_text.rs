@@ -6,6 +6,7 @@
 
 use super::linear::{Linear, LinearConfig};
 use crate::kernels::gelu;
+use crate::text::clip_bpe::ClipBpe;
 use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::prelude::*;
@@ -13,6 +14,18 @@ use burn::prelude::*;
 use super::attention;
 
 const CLIP_LN_EPS: f64 = 1e-5;
+
+/// Texts run through the tower at once: a whole vocabulary (RAM's 4585 tags) in one batch would
+/// hold every layer's activations for all of them.
+const BATCH: usize = 64;
+
+/// A BPE that is not the tower's: it gives a token the tower has no embedding for.
+#[derive(Debug, thiserror::Error)]
+#[error("the CLIP BPE gives token id {id}, but the text tower has {vocab} tokens (a BPE file of another model?)")]
+pub struct UnknownToken {
+    pub id: i64,
+    pub vocab: usize,
+}
 
 #[derive(Config, Debug)]
 pub struct ClipTextConfig {
@@ -114,6 +127,27 @@ impl ResidualBlock {
 }
 
 impl ClipText {
+    /// The embeddings of `texts`, [texts, embed_dim], on the tower's device: tokenized by `bpe`,
+    /// then run in batches of [`BATCH`]. Nothing is read back, so it runs on any backend.
+    pub fn embed<S: AsRef<str>>(&self, bpe: &ClipBpe, texts: &[S]) -> Result<Tensor<2>, UnknownToken> {
+        let positions = self.positional_embedding.val();
+        let (device, [context, _]) = (positions.device(), positions.dims());
+        let vocab = self.token_embedding.weight.val().dims()[0];
+        if texts.is_empty() {
+            return Ok(Tensor::zeros([0, self.text_projection.val().dims()[1]], &device));
+        }
+        let mut batches = Vec::new();
+        for batch in texts.chunks(BATCH) {
+            let (ids, length) = bpe.rows(batch, context);
+            if let Some(&id) = ids.iter().find(|&&id| id as u64 >= vocab as u64) {
+                return Err(UnknownToken { id, vocab });
+            }
+            let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.len(), length]), &device);
+            batches.push(self.forward(tokens));
+        }
+        Ok(Tensor::cat(batches, 0))
+    }
+
     /// `tokens` [batch, length] (start, text, end-of-text, zero padding; `length` at most the
     /// context) → [batch, embed_dim]. Attention is causal and the end-of-text state is the output,
     /// so rows cut after their end-of-text token give the same embeddings as full-context rows.

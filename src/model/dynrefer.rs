@@ -34,6 +34,10 @@ pub struct DynReferConfig {
     pub max_txt_len: usize,
     /// Entries of each vocabulary (tags, attribute templates, classes).
     pub vocab_sizes: [usize; 3],
+    /// Whether the model carries its EVA-CLIP text tower, which embeds a person's own class names
+    /// (`Some(false)`: a bundle converted without `--with-text-tower`; `None`, in manifests
+    /// written before the tower was optional: it is there).
+    pub text_tower: Option<bool>,
 }
 
 /// The largest width, vocabulary or count a configuration may give: four times the real model's
@@ -89,8 +93,8 @@ pub struct DynRefer {
     pub cem_memory: Param<Tensor<1>>,
     pub t5: T5,
     pub vocab: VocabEmbeddings,
-    /// Kept for custom vocabularies; not run by `describe`.
-    pub clip_text: ClipText,
+    /// Embeds custom class names; `describe` itself reads only the vocabularies' embeddings.
+    pub clip_text: Option<ClipText>,
 }
 
 impl DynReferConfig {
@@ -127,6 +131,11 @@ impl DynReferConfig {
         Ok(())
     }
 
+    /// Whether the model has its text tower (see [`DynReferConfig::text_tower`]).
+    pub fn has_text_tower(&self) -> bool {
+        self.text_tower.unwrap_or(true)
+    }
+
     pub fn init(&self, device: &Device) -> DynRefer {
         let [tags, templates, classes] = self.vocab_sizes;
         let text = self.clip_text.embed_dim;
@@ -143,7 +152,7 @@ impl DynReferConfig {
                 attribute_templates: table(templates),
                 classes: table(classes),
             },
-            clip_text: self.clip_text.init(device),
+            clip_text: self.has_text_tower().then(|| self.clip_text.init(device)),
         }
     }
 }

@@ -70,6 +70,18 @@ pub struct Vocabularies {
     pub classes: Tensor<2>,
 }
 
+impl Vocabularies {
+    /// These vocabularies with other classes (a person's own, embedded by the same text tower).
+    pub fn with_classes(&self, classes: Tensor<2>) -> Vocabularies {
+        Vocabularies {
+            tags: self.tags.clone(),
+            attribute_templates: self.attribute_templates.clone(),
+            templates_per_attribute: self.templates_per_attribute.clone(),
+            classes,
+        }
+    }
+}
+
 /// Per-entry scores of each region, in vocabulary order.
 pub struct HeadScores {
     /// sigmoid, [regions, tags]

@@ -19,6 +19,11 @@ pub enum BpeError {
     BadMerge { line: usize, text: String },
 }
 
+/// The text the official open-vocabulary head embeds for a class name (checklist item 20).
+pub fn class_prompt(name: &str) -> String {
+    format!("the {}", name.to_lowercase())
+}
+
 pub struct ClipBpe {
     encoder: HashMap<String, u32>,
     ranks: HashMap<(String, String), usize>,

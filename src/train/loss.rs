@@ -35,7 +35,8 @@ impl VocabTokens {
     pub fn embed(&self, model: &DynRefer, device: &Device) -> Vocabularies {
         let count = self.rows.len() / self.context;
         let tokens = Tensor::<2, Int>::from_data(TensorData::new(self.rows.clone(), [count, self.context]), device);
-        let all = model.clip_text.forward(tokens); // [rows, embed]
+        let tower = model.clip_text.as_ref().expect("a model in training has its text tower (Trainer::new checks)");
+        let all = tower.forward(tokens); // [rows, embed]
         let [tags, templates, classes] = self.sizes;
         Vocabularies {
             tags: all.clone().narrow(0, 0, tags),

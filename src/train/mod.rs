@@ -18,8 +18,8 @@ use burn::tensor::Distribution;
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::{MANIFEST, MAX_SHARD_BYTES, Manifest, Quant, VocabularyNames};
-use crate::convert::write::{BundleInfo, write_bundle};
 use crate::convert::vocab::{AttributePrompts, attribute_prompts};
+use crate::convert::write::{BundleInfo, write_bundle};
 use crate::model::dynrefer::{DynRefer, DynReferConfig, VocabEmbeddings};
 use crate::scenes::Rng;
 use crate::text::caption::T5Tokenizer;
@@ -255,6 +255,12 @@ fn start(
         let describer = crate::describe::Describer::open_dir(bundle, &Device::flex(), |_| {})?;
         if describer.manifest.vocabularies != *names {
             return Err(file_err(bundle, "has other vocabularies than the data's files"));
+        }
+        if describer.model().clip_text.is_none() {
+            return Err(file_err(
+                bundle,
+                "has no text tower, which learns the vocabularies: convert it with --with-text-tower",
+            ));
         }
         let read = |file: &str| std::fs::read(bundle.join(file)).map_err(|e| file_err(&bundle.join(file), e));
         let (tokenizer_json, bpe) =

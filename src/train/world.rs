@@ -55,7 +55,9 @@ pub fn shapes_config(t5_vocab: usize, bpe_vocab: usize, vocab_sizes: [usize; 3])
         .with_num_layers(2)
         .with_num_decoder_layers(2)
         .with_vocab_size(t5_vocab);
+    // the tower learns the vocabularies here, and stays in the bundle for a person's own classes
     DynReferConfig::new(visual, qformer, heads, clip_text, t5, vocab_sizes)
+        .with_text_tower(Some(true))
         .with_num_views(3)
         .with_image_size(84)
         .with_max_txt_len(32)
