@@ -26,6 +26,11 @@ use crate::text::clip_bpe::{BpeError, ClipBpe, class_prompt};
 use crate::text::search::{Search, SearchOptions};
 use crate::views::{RegionBox, ViewOptions, Views, ViewsError, build_views};
 
+/// The most regions whose views go through the encoders at once. A batch's activations grow with
+/// it: at eight regions of three views, the real ViT's attention scores take 101 MB, under the
+/// 128 MiB that any WebGPU adapter binds in one buffer.
+pub const MAX_BATCH_REGIONS: usize = 8;
+
 /// The most class names of a [`ClassSet`]: the heads score every name against every region, and
 /// an open vocabulary of a thousand is already far more than a person types.
 pub const MAX_CLASSES: usize = 1000;
@@ -405,6 +410,28 @@ impl Describer {
         self.run_views(views, options, &mut watch).await
     }
 
+    /// Describes the regions of views already built, in one batch (see [`Describer::views`]):
+    /// their encoders run together, at most [`MAX_BATCH_REGIONS`] regions at a time. `on_stage`
+    /// and `clock` work as for [`Describer::describe_views_watched`]; the timings are the whole
+    /// batch's.
+    pub async fn describe_batch_watched(
+        &self,
+        regions: Vec<Views>,
+        options: &DescribeOptions,
+        on_stage: &mut dyn FnMut(Stage) -> ControlFlow<()>,
+        clock: &mut dyn FnMut() -> f64,
+    ) -> Result<(Vec<Description>, Timings), DescribeError> {
+        let mut watch = Watch { on_stage: Some(on_stage), ..Watch::new(ReadBack::Async) };
+        watch.timed(clock);
+        let mut described = Vec::with_capacity(regions.len());
+        let mut regions = regions.into_iter().peekable();
+        while regions.peek().is_some() {
+            let batch: Vec<Views> = regions.by_ref().take(MAX_BATCH_REGIONS).collect();
+            described.extend(self.run_batch(&self.model, batch, options, &mut watch).await?);
+        }
+        Ok((described, watch.timings))
+    }
+
     /// Like [`Describer::describe`], with each stage's milliseconds measured by `clock` (a
     /// monotonic time in milliseconds) after the device has finished the stage's work.
     pub fn describe_timed(
@@ -471,27 +498,32 @@ impl Describer {
         options: &DescribeOptions,
         watch: &mut Watch<'_>,
     ) -> Result<(Description, Timings), DescribeError> {
+        let mut described = self.run_batch(model, vec![views], options, watch).await?;
+        let description = described.pop().expect("one region in, one out");
+        Ok((description, std::mem::take(&mut watch.timings)))
+    }
+
+    /// Several regions of one photo: their views go through the ViT, the alignment, the Q-Former
+    /// and the heads together, then each caption is decoded on its own (beam search keeps its
+    /// beams per region). The result of each region equals its description alone.
+    async fn run_batch(
+        &self,
+        model: &DynRefer,
+        regions: Vec<Views>,
+        options: &DescribeOptions,
+        watch: &mut Watch<'_>,
+    ) -> Result<Vec<Description>, DescribeError> {
         if options.beams == 0 {
             return Err(DescribeError::Options("beams must be at least 1".into()));
         }
         // the fusion MLP reads the views side by side: their number is part of the model
         let fused = self.manifest.config.num_views;
-        if views.views.len() != fused {
+        if let Some(views) = regions.iter().find(|v| v.views.len() != fused) {
             let asked = views.views.len();
             return Err(DescribeError::Options(format!(
                 "num-views {asked}: this model fuses exactly {fused} views per region"
             )));
         }
-        watch.start(Stage::Vit).await?;
-        let vit = model.visual.encode(self.pixels(&views));
-        watch.lap("vit", Some(&vit)).await;
-        watch.start(Stage::Align).await?;
-        let visual = model.visual.fuse(vit, &region_boxes(&views));
-        watch.lap("align_fuse", Some(&visual.fused)).await;
-        watch.start(Stage::Qformer).await?;
-        let queries = model.qformer.forward(visual.fused); // [1, queries, width]
-        watch.lap("qformer", Some(&queries)).await;
-        watch.start(Stage::Heads).await?;
         let custom = match &options.classes {
             Some(set) if set.embeddings.dims()[1] != self.vocab.classes.dims()[1] => {
                 return Err(DescribeError::Classes(
@@ -501,43 +533,59 @@ impl Describer {
             Some(set) => Some(self.vocab.with_classes(set.embeddings.clone())),
             None => None,
         };
+        let n = regions.len();
+        let (pixels, boxes): (Vec<Tensor<4>>, Vec<Vec<[f32; 4]>>) =
+            regions.iter().map(|v| (self.pixels(v), region_boxes(v))).unzip();
+        watch.start(Stage::Vit).await?;
+        let vit = model.visual.encode(Tensor::cat(pixels, 0)); // [regions · views, tokens, width]
+        watch.lap("vit", Some(&vit)).await;
+        watch.start(Stage::Align).await?;
+        let visual = model.visual.fuse(vit, &boxes.concat());
+        watch.lap("align_fuse", Some(&visual.fused)).await;
+        watch.start(Stage::Qformer).await?;
+        let queries = model.qformer.forward(visual.fused); // [regions, queries, width]
+        watch.lap("qformer", Some(&queries)).await;
+        watch.start(Stage::Heads).await?;
         let scores = model.heads.forward(queries.clone(), custom.as_ref().unwrap_or(&self.vocab));
         let read = watch.read;
-        let threshold = options.tag_threshold.unwrap_or(self.manifest.tag_threshold);
         let names = &self.manifest.vocabularies;
-        let tags: Vec<Scored> = names
-            .tags
-            .iter()
-            .zip(read.floats(scores.tags).await?)
-            .filter(|(_, s)| *s > threshold)
-            .map(|(n, score)| Scored { name: n.clone(), score })
-            .collect();
-        let scored = |names: &[String], scores: Vec<f32>| {
-            names.iter().zip(scores).map(|(n, score)| Scored { name: n.clone(), score }).collect::<Vec<_>>()
-        };
-        let attributes = scored(&names.attributes, read.floats(scores.attributes).await?);
         let class_names = options.classes.as_ref().map_or(&names.classes, |set| &set.names);
-        let classes = scored(class_names, read.floats(scores.classes).await?);
+        // [regions, entries], read back at once and cut per region
+        let per_region = |all: Vec<f32>, names: &[String]| -> Vec<Vec<Scored>> {
+            all.chunks(names.len().max(1))
+                .map(|row| names.iter().zip(row).map(|(n, &score)| Scored { name: n.clone(), score }).collect())
+                .collect()
+        };
+        let tags = per_region(read.floats(scores.tags).await?, &names.tags);
+        let attributes = per_region(read.floats(scores.attributes).await?, &names.attributes);
+        let classes = per_region(read.floats(scores.classes).await?, class_names);
         watch.lap("heads", None::<&Tensor<1>>).await;
 
-        watch.start(Stage::T5Encoder).await?;
-        let control = control_string(tags.iter().map(|t| t.name.as_str()), options.controls.as_deref());
-        let control_ids = self.tokenizer.encode(&control)?;
-        let encoded_t5 = model.t5.encode(model.t5_inputs(queries, &control_ids));
-        watch.lap("t5_encoder", Some(&encoded_t5)).await;
-        let decoded = self.generate(&model.t5, encoded_t5, options, watch).await?;
-        let caption = self.tokenizer.decode(&decoded.ids)?;
-        watch.lap("decoder", None::<&Tensor<1>>).await;
-        let description = Description {
-            views: views.views,
-            caption,
-            caption_ids: decoded.ids,
-            caption_score: decoded.score,
-            tags,
-            attributes,
-            classes,
-        };
-        Ok((description, std::mem::take(&mut watch.timings)))
+        let threshold = options.tag_threshold.unwrap_or(self.manifest.tag_threshold);
+        let mut described = Vec::with_capacity(n);
+        let rows = tags.into_iter().zip(attributes).zip(classes).zip(regions);
+        for (i, (((tags, attributes), classes), views)) in rows.enumerate() {
+            let tags: Vec<Scored> = tags.into_iter().filter(|t| t.score > threshold).collect();
+            watch.start(Stage::T5Encoder).await?;
+            let control = control_string(tags.iter().map(|t| t.name.as_str()), options.controls.as_deref());
+            let control_ids = self.tokenizer.encode(&control)?;
+            let region_queries = queries.clone().narrow(0, i, 1); // [1, queries, width]
+            let encoded_t5 = model.t5.encode(model.t5_inputs(region_queries, &control_ids));
+            watch.lap("t5_encoder", Some(&encoded_t5)).await;
+            let decoded = self.generate(&model.t5, encoded_t5, options, watch).await?;
+            let caption = self.tokenizer.decode(&decoded.ids)?;
+            watch.lap("decoder", None::<&Tensor<1>>).await;
+            described.push(Description {
+                views: views.views,
+                caption,
+                caption_ids: decoded.ids,
+                caption_score: decoded.score,
+                tags,
+                attributes,
+                classes,
+            });
+        }
+        Ok(described)
     }
 
     async fn generate(
