@@ -57,8 +57,20 @@ fn page_flow(webgpu: bool) {
     let shown = browser.js("return document.querySelectorAll('[data-role=view]').length", serde_json::json!([]));
     assert_eq!(shown, 3);
     assert_eq!(browser.role_text("caption").unwrap(), native["caption"].as_str().unwrap());
-    let classes = browser.js("return document.querySelectorAll('[data-role=class] li').length", serde_json::json!([]));
-    assert_eq!(classes, 5);
+    // The summary names the best class; the details list every class, best first.
+    let classes = || browser.js("return [...document.querySelectorAll('[data-role=class] li')].map(l => l.textContent)", serde_json::json!([]));
+    let best = native["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by(|a, b| a["score"].as_f64().unwrap().total_cmp(&b["score"].as_f64().unwrap()))
+        .unwrap();
+    let shown = classes();
+    assert_eq!(shown.as_array().unwrap().len(), 1, "{shown}");
+    assert!(shown[0].as_str().unwrap().starts_with(best["name"].as_str().unwrap()), "{shown} best {best}");
+    browser.js("document.querySelector('[data-role=details]').click()", serde_json::json!([]));
+    assert_eq!(classes().as_array().unwrap().len(), native["classes"].as_array().unwrap().len());
+    browser.js("document.querySelector('[data-role=details]').click()", serde_json::json!([]));
 
     // A mouse drag over the stage, mapped from screen to image pixels.
     let rect = browser.js(
@@ -380,8 +392,12 @@ fn widget_works_on_a_strict_host_page() {
     let models = StaticServer::with_headers(&dist(), &["Access-Control-Allow-Origin: *"]);
     let browser = Browser::start(false);
     browser.goto(&site.url("/embed.html"));
-    let result = |events: &[(String, String, serde_json::Value)], id: &str| {
+    // a result's detail lists every region of the widget: the last one drawn is last
+    let results = |events: &[(String, String, serde_json::Value)], id: &str| {
         events.iter().rev().find(|(e, i, _)| e == "dynrefer-result" && i == id).map(|(_, _, d)| d.clone())
+    };
+    let result = |events: &[(String, String, serde_json::Value)], id: &str| {
+        results(events, id).and_then(|d| d.as_array().and_then(|l| l.last().cloned()))
     };
     wait_event(&browser, "both widgets' results", |e| result(e, "left").is_some() && result(e, "right").is_some());
     let events = widget_events(&browser);
@@ -464,6 +480,29 @@ fn widget_works_on_a_strict_host_page() {
             got.iter().zip([60.0, 40.0, 260.0, 200.0]).all(|(g, w)| (g - w).abs() <= tol)
         })
     });
+    let listed = results(&widget_events(&browser), "left").unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "the drag added a region to the nudged one");
+    assert!(same_numbers(&listed[0]["views"][0]["box"], &serde_json::json!([210, 200, 410, 400])));
+
+    // `boxes`: several regions, described in one run and listed in their order.
+    browser.js("document.getElementById('log').textContent = ''", serde_json::json!([]));
+    let boxes = ["143.9,223.7,413.4,477.4", "58,616,372,962", "271.5,475.1,463.6,653.1"];
+    browser.js(
+        "document.getElementById('right').setAttribute('boxes', arguments[0])",
+        serde_json::json!([boxes.join(";")]),
+    );
+    wait_event(&browser, "the three regions", |e| {
+        results(e, "right").is_some_and(|d| d.as_array().is_some_and(|l| l.len() == 3))
+    });
+    let listed = results(&widget_events(&browser), "right").unwrap();
+    for (got, b) in listed.as_array().unwrap().iter().zip(boxes) {
+        assert_same_description(got, &native_describe_with(&dist().join("model"), &photo, b, 3));
+    }
+    let numbers = browser.js(
+        "return [...document.getElementById('right').shadowRoot.querySelectorAll('.stage .region .number')].map(n => n.textContent)",
+        serde_json::json!([]),
+    );
+    assert_eq!(numbers, serde_json::json!(["1", "2", "3"]), "the regions are numbered on the photo");
 }
 
 /// Not a test: times the views stage in the page on a large photo (`DYNREFER_BENCH_PHOTO`, box

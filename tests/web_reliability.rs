@@ -228,6 +228,7 @@ fn model_output_is_inserted_as_text() {
     describe_square(&browser);
     browser.type_into(".controls", &format!("{},|dog\n", hostile::INJECTION));
     browser.wait_status("described with the control words", Duration::from_secs(120), settled);
+    browser.js("document.querySelector('[data-role=details]').click()", json!([]));
     let shown = browser.js("return document.querySelector('.results').textContent", json!([]));
     assert!(shown.as_str().unwrap().contains(hostile::INJECTION), "the names are shown as text: {shown}");
     let injected =
@@ -392,7 +393,7 @@ fn widget_soak(rounds: usize, every: usize) {
             json!([id, region.map(|v| v.to_string()).join(",")]),
         );
         wait_event(&browser, "the widget's result", |e| {
-            e.iter().any(|(e, i, d)| e == "dynrefer-result" && i == id && d["views"][0]["box"] == json!(region))
+            e.iter().any(|(e, i, d)| e == "dynrefer-result" && i == id && d[0]["views"][0]["box"] == json!(region))
         });
         assert!(!widget_events(&browser).iter().any(|(e, ..)| e == "dynrefer-error"), "round {round}");
         if round % every == 0 {

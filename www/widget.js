@@ -1,7 +1,9 @@
-// <dynrefer-describer model="…" src="…" box="x1,y1,x2,y2" num-views="3">: DynRefer on any page.
+// <dynrefer-describer model="…" src="…" boxes="x1,y1,x2,y2;x1,y1,x2,y2" num-views="3">: DynRefer on
+// any page (`box` takes one box).
 // One <script type="module" src="…/widget.js"> loads the app's wasm once; every widget on the page
 // shares it, its compute device and each model it loads. Events (bubbling, composed):
-// `dynrefer-result` (detail: the `dynrefer describe` JSON) and `dynrefer-error` (detail: {message}).
+// `dynrefer-result` (detail: a list with each region's `dynrefer describe` JSON, in the order of
+// `boxes`, then the regions drawn on the photo) and `dynrefer-error` (detail: {message}).
 const base = new URL(".", import.meta.url);
 let runtime = null;
 
@@ -21,7 +23,7 @@ function load() {
 }
 
 class DynreferDescriber extends HTMLElement {
-  static observedAttributes = ["model", "src", "box", "num-views"];
+  static observedAttributes = ["model", "src", "box", "boxes", "num-views"];
 
   constructor() {
     super();

@@ -80,7 +80,7 @@ fn text(object: &JsValue, key: &str) -> String {
 /// A page-level test hook: `?gpu-max-binding=BYTES` lowers the binding limit the page checks
 /// models against, to exercise the refusal of a tensor that does not fit.
 fn binding_override() -> Option<u64> {
-    super::model::query_param("gpu-max-binding")?.parse().ok()
+    super::load::query_param("gpu-max-binding")?.parse().ok()
 }
 
 /// The adapter the browser offers, as burn will get it (the same default request).

@@ -12,8 +12,10 @@ use burn::tensor::Device;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::bundle::{FileEntry, Loader, MANIFEST, MAX_MANIFEST_BYTES, Manifest, Progress, Target};
-use crate::describe::Describer;
+use super::browser::{now_ms, read_file, sleep};
+use crate::bundle::load::ByteSource;
+use crate::bundle::{FileEntry, MANIFEST, MAX_MANIFEST_BYTES, Manifest, Progress, Target};
+use crate::describe::{Describer, OpenError};
 
 /// A parameter of the page's URL (`?name=value`).
 pub fn query_param(name: &str) -> Option<String> {
@@ -34,7 +36,7 @@ pub fn folder_url(url: &str) -> String {
 
 /// How long a failed download waits before each new try: a server error (5xx, 408, 429) or a
 /// dropped or cut connection is tried again three times; a 404 or a refusal is not.
-const RETRY_DELAYS_MS: [i32; 3] = [500, 1000, 2000];
+const RETRY_DELAYS_MS: [u32; 3] = [500, 1000, 2000];
 
 /// How long a download may receive nothing before the page says it stalled (`?stall-ms=N` in tests).
 fn stall_ms() -> f64 {
@@ -68,15 +70,6 @@ enum Failure {
     /// Worth another try: a dropped or cut connection, a server error.
     Transient(String),
     Final(String),
-}
-
-pub(super) async fn sleep(ms: i32) {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        if let Some(w) = web_sys::window() {
-            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
-        }
-    });
-    let _ = JsFuture::from(promise).await;
 }
 
 /// Downloads `url`, tried again on transient failures; `received` hears the bytes of the try in
@@ -136,7 +129,7 @@ async fn download_once(
     let Some(body) = response.body() else { return Ok(Vec::new()) };
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     let mut bytes = Vec::with_capacity(length.unwrap_or(0).min(max_bytes) as usize);
-    let (stall_ms, mut last) = (stall_ms(), super::now_ms());
+    let (stall_ms, mut last) = (stall_ms(), now_ms());
     let mut read = JsFuture::from(reader.read());
     loop {
         let tick = Box::pin(sleep(500));
@@ -147,7 +140,7 @@ async fn download_once(
                     abort.abort();
                     return Err(Failure::Final("cancelled".into()));
                 }
-                let quiet = super::now_ms() - last;
+                let quiet = now_ms() - last;
                 if quiet >= stall_ms {
                     stalled(quiet / 1e3);
                 }
@@ -170,7 +163,7 @@ async fn download_once(
         bytes.resize(start + value.length() as usize, 0);
         value.copy_to(&mut bytes[start..]);
         received(bytes.len() as u64);
-        last = super::now_ms();
+        last = now_ms();
         read = JsFuture::from(reader.read());
     }
     match length {
@@ -278,6 +271,54 @@ pub struct Loaded {
     pub short_of_room: Option<(u64, u64)>,
 }
 
+impl Loaded {
+    /// What the page adds to "model ready" about the browser's storage.
+    pub fn storage_note(&self) -> String {
+        match self.short_of_room {
+            Some((room, needed)) => format!(
+                "; the browser's storage has room for {:.1} of the model's {:.1} GB, so files will download again \
+                 next visit",
+                room as f64 / 1e9,
+                needed as f64 / 1e9
+            ),
+            None if self.not_cached > 0 => format!(
+                "; the browser's storage is full, so {} file(s) will download again next visit",
+                self.not_cached
+            ),
+            None => String::new(),
+        }
+    }
+}
+
+/// A bundle folder at a URL: its files from Cache Storage when they are there, else downloaded.
+struct UrlSource<'a, W: Fn(Loading)> {
+    base: &'a str,
+    cancel: &'a Cancel,
+    watch: &'a W,
+    /// Files the browser's storage had no room for.
+    not_cached: Cell<usize>,
+}
+
+impl<W: Fn(Loading)> ByteSource for UrlSource<'_, W> {
+    fn name(&self) -> &str {
+        self.base
+    }
+
+    async fn manifest(&self) -> Result<Vec<u8>, OpenError> {
+        let stalled = |seconds| (self.watch)(Loading::Stalled { file: MANIFEST.into(), seconds });
+        let url = format!("{}{MANIFEST}", self.base);
+        download(&url, MAX_MANIFEST_BYTES, self.cancel, &|_| {}, &stalled).await.map_err(OpenError::Source)
+    }
+
+    async fn file(&self, entry: &FileEntry, received: &dyn Fn(u64)) -> Result<Vec<u8>, OpenError> {
+        let stalled = |seconds| (self.watch)(Loading::Stalled { file: entry.file.clone(), seconds });
+        let (bytes, cached) =
+            fetch_file(self.base, entry, self.cancel, received, &stalled).await.map_err(OpenError::Source)?;
+        self.not_cached.set(self.not_cached.get() + usize::from(!cached));
+        Ok(bytes)
+    }
+}
+
 /// Loads the bundle at `base` on `device`, after checking that it can run on `target`;
 /// `watch` hears progress within each file and stalls; `cancel` gives the load up.
 pub async fn load(
@@ -287,93 +328,55 @@ pub async fn load(
     cancel: &Cancel,
     watch: impl Fn(Loading),
 ) -> Result<Loaded, String> {
-    let manifest_url = format!("{base}{MANIFEST}");
-    let stalled = |seconds| watch(Loading::Stalled { file: MANIFEST.into(), seconds });
-    let bytes = download(&manifest_url, MAX_MANIFEST_BYTES, cancel, &|_| {}, &stalled).await?;
-    let manifest = Manifest::parse(base, &bytes).map_err(|e| e.to_string())?;
+    let source = UrlSource { base, cancel, watch: &watch, not_cached: Cell::new(0) };
+    let manifest = Manifest::parse(base, &source.manifest().await.map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
     manifest.check_fit(target).map_err(|e| format!("{base}: {e}"))?;
+    // the browser may say beforehand that it cannot keep the whole model
     let needed = manifest.total_bytes();
     let short_of_room = storage_room().await.filter(|&room| room < needed).map(|room| (room, needed));
-    let not_cached = Cell::new(0);
-    let watch = &watch;
-    let read = async |entry: &FileEntry, received: &dyn Fn(u64)| {
-        let stalled = |seconds| watch(Loading::Stalled { file: entry.file.clone(), seconds });
-        let (bytes, cached) = fetch_file(base, entry, cancel, received, &stalled).await?;
-        not_cached.set(not_cached.get() + usize::from(!cached));
-        Ok(bytes)
-    };
-    let describer = load_bundle(base, manifest, device, |p| watch(Loading::Progress(p)), read).await?;
+    let describer = crate::bundle::load::load_manifest(&source, manifest, device, |p| watch(Loading::Progress(p)))
+        .await
+        .map_err(|e| e.to_string())?;
     if cancel.is_cancelled() {
         return Err("cancelled".into());
     }
-    Ok(Loaded { describer, not_cached: not_cached.get(), short_of_room })
+    Ok(Loaded { describer, not_cached: source.not_cached.get(), short_of_room })
 }
 
-/// Loads a bundle from files the person picked (a converted bundle's folder, or all its files).
+/// The files a person picked: a converted bundle's folder, or all its files.
+struct PickedFiles(std::collections::HashMap<String, web_sys::File>);
+
+impl PickedFiles {
+    async fn read(&self, name: &str) -> Result<Vec<u8>, OpenError> {
+        let file = self.0.get(name).ok_or_else(|| {
+            OpenError::Source(format!("the chosen files have no {name}: pick a whole bundle folder"))
+        })?;
+        read_file(file).await.map_err(OpenError::Source)
+    }
+}
+
+impl ByteSource for PickedFiles {
+    fn name(&self) -> &str {
+        "the chosen folder"
+    }
+
+    async fn manifest(&self) -> Result<Vec<u8>, OpenError> {
+        self.read(MANIFEST).await
+    }
+
+    async fn file(&self, entry: &FileEntry, _: &dyn Fn(u64)) -> Result<Vec<u8>, OpenError> {
+        self.read(&entry.file).await
+    }
+}
+
+/// Loads a bundle from files the person picked.
 pub async fn load_files(
     files: &web_sys::FileList,
     device: &Device,
     target: &Target,
     progress: impl Fn(Progress),
 ) -> Result<Describer, String> {
-    let by_name: std::collections::HashMap<String, web_sys::File> =
-        (0..files.length()).filter_map(|i| files.get(i)).map(|f| (f.name(), f)).collect();
-    let read = async |name: &str| -> Result<Vec<u8>, String> {
-        let file =
-            by_name.get(name).ok_or_else(|| format!("the chosen files have no {name}: pick a whole bundle folder"))?;
-        super::read_file(file).await
-    };
-    let base = "the chosen folder";
-    let manifest = Manifest::parse(base, &read(MANIFEST).await?).map_err(|e| e.to_string())?;
-    manifest.check_fit(target).map_err(|e| format!("{base}: {e}"))?;
-    load_bundle(base, manifest, device, progress, async |entry: &FileEntry, _: &dyn Fn(u64)| read(&entry.file).await)
-        .await
-}
-
-/// How many shards are on their way at once: while one is verified and moved to the device, the
-/// next ones download, and the page holds at most this many shards besides the one it applies.
-const SHARDS_AT_ONCE: usize = 3;
-
-/// What every source shares: the tokenizer, then the shards, `SHARDS_AT_ONCE` on their way at a
-/// time and each verified and moved to the device in order. `read` tells the bytes of the file it
-/// reads as they arrive; a file that fails stops the load (the shards already on their way are
-/// dropped, none after them is asked for).
-async fn load_bundle(
-    base: &str,
-    manifest: Manifest,
-    device: &Device,
-    progress: impl Fn(Progress),
-    read: impl AsyncFn(&FileEntry, &dyn Fn(u64)) -> Result<Vec<u8>, String>,
-) -> Result<Describer, String> {
-    use futures::StreamExt;
-
-    let total = manifest.total_bytes();
-    let tokenizer = read(&manifest.t5_tokenizer, &|_| {}).await?;
-    let shards = manifest.shards.clone();
-    let mut loader = Loader::new(base, manifest, device).map_err(|e| e.to_string())?;
-    // bytes of the files done, and of each shard on its way
-    let done = Cell::new(tokenizer.len() as u64);
-    let arriving = std::cell::RefCell::new(vec![0u64; shards.len()]);
-    let report = |file: &str| {
-        let done = done.get() + arriving.borrow().iter().sum::<u64>();
-        progress(Progress { done, total, file: file.to_string() });
-    };
-    let (read, report, arriving) = (&read, &report, &arriving);
-    let mut fetches = futures::stream::iter(shards.iter().enumerate())
-        .map(|(i, entry)| async move {
-            let received = |bytes: u64| {
-                arriving.borrow_mut()[i] = bytes;
-                report(&entry.file);
-            };
-            (i, read(entry, &received).await)
-        })
-        .buffered(SHARDS_AT_ONCE);
-    while let Some((i, bytes)) = fetches.next().await {
-        let bytes = bytes?;
-        arriving.borrow_mut()[i] = 0;
-        done.set(done.get() + bytes.len() as u64);
-        loader.add_shard(i, bytes).map_err(|e| e.to_string())?;
-        report(&shards[i].file);
-    }
-    Describer::from_loader(loader, &tokenizer).map_err(|e| e.to_string())
+    let source = PickedFiles((0..files.length()).filter_map(|i| files.get(i)).map(|f| (f.name(), f)).collect());
+    crate::bundle::load::load(&source, device, Some(target), progress).await.map_err(|e| e.to_string())
 }

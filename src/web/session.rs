@@ -1,5 +1,5 @@
 //! What the page keeps of a session so that it can start again where it was: after a lost GPU
-//! (`www/gpu-watch.js` reloads the page), the model, the photo, the box and the options come
+//! (`www/gpu-watch.js` reloads the page), the model, the photo, the boxes and the options come
 //! back. The photo's bytes go to Cache Storage, the rest to sessionStorage (both for this tab).
 
 use serde::{Deserialize, Serialize};
@@ -11,7 +11,11 @@ use wasm_bindgen_futures::JsFuture;
 pub struct Saved {
     pub model_url: String,
     pub photo_name: String,
-    pub region: Option<[f64; 4]>,
+    /// The regions' boxes, in their order.
+    #[serde(default)]
+    pub regions: Vec<[f64; 4]>,
+    #[serde(default)]
+    pub classes: String,
     pub beams: usize,
     pub threshold: String,
     pub controls: String,

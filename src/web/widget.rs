@@ -1,6 +1,10 @@
-//! `<dynrefer-describer>` (DESIGN §4 "Widget"). `widget.js` defines the custom element and, for
+//! `<dynrefer-describer>`, DynRefer on any page. `widget.js` defines the custom element and, for
 //! each instance, hands its shadow root to [`mount`] through the hook `start` registers. All
-//! instances on a page share one compute device and one load per model URL.
+//! instances on a page share one compute device and one load per model URL. Attributes: `model`
+//! (a bundle folder URL; the built-in model next to `widget.js` by default), `src` (the photo),
+//! `boxes="x1,y1,x2,y2;…"` (or one `box`) and `num-views`. Events, bubbling out of the shadow
+//! root: `dynrefer-result`, whose detail lists every region's description as `dynrefer describe`
+//! prints it, and `dynrefer-error` (detail `{message}`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -11,15 +15,17 @@ use futures::FutureExt;
 use futures::future::{LocalBoxFuture, Shared};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use wasm_bindgen::JsCast;
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
-use super::{
-    Photo, Thumb, backend, drag_start, model, now_ms, nudge, overlay, pointer_in_image, results, revoke, span, thumbs,
-};
+use super::browser::now_ms;
+use super::regions::{Job, Outcome, Photo, Regions, Runs, SETTLE_MS, Status, describe_pending, parse_boxes};
+use super::results::Results;
+use super::stage::{Stage, ViewStrip};
+use super::{backend, load};
 use crate::describe::{DescribeOptions, Describer};
 use crate::photo::{DEFAULT_MAX_PIXELS, decode_photo};
-use crate::views::{RegionBox, ViewOptions, build_views};
 
 const STYLE: &str = include_str!("widget.css");
 
@@ -39,8 +45,8 @@ async fn shared_model(url: String) -> Result<Rc<Describer>, String> {
             let url = url.clone();
             async move {
                 let compute = DEVICE.with(Clone::clone).await;
-                let never = model::Cancel::default();
-                model::load(&url, &compute.device, &compute.target(), &never, |_| {})
+                let never = load::Cancel::default();
+                load::load(&url, &compute.device, &compute.target(), &never, |_| {})
                     .await
                     .map(|l| Rc::new(l.describer))
             }
@@ -61,7 +67,8 @@ async fn shared_model(url: String) -> Result<Rc<Describer>, String> {
 struct Attrs {
     model: String,
     src: Option<String>,
-    region: Option<String>,
+    /// `boxes`, or else `box`.
+    boxes: Option<String>,
     num_views: usize,
 }
 
@@ -69,17 +76,22 @@ impl Attrs {
     fn read(host: &web_sys::HtmlElement, base: &str) -> Attrs {
         let get = |name: &str| host.get_attribute(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         Attrs {
-            model: model::folder_url(&get("model").unwrap_or_else(|| format!("{base}model/"))),
+            model: load::folder_url(&get("model").unwrap_or_else(|| format!("{base}model/"))),
             src: get("src"),
-            region: get("box"),
+            boxes: get("boxes").or_else(|| get("box")),
             num_views: get("num-views").and_then(|n| n.parse().ok()).unwrap_or(3),
         }
     }
 }
 
-fn emit(host: &web_sys::HtmlElement, name: &str, detail: &JsValue) {
+fn emit(host: &web_sys::HtmlElement, name: &str, detail: &impl Serialize) {
+    // through JSON text, so that every number reads as `dynrefer describe` prints it
+    let value = serde_json::to_string(detail).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let detail = value
+        .and_then(|v| v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).ok())
+        .unwrap_or(JsValue::NULL);
     let init = web_sys::CustomEventInit::new();
-    init.set_detail(detail);
+    init.set_detail(&detail);
     init.set_bubbles(true);
     init.set_composed(true);
     if let Ok(event) = web_sys::CustomEvent::new_with_event_init_dict(name, &init) {
@@ -118,181 +130,105 @@ fn mount(host: web_sys::HtmlElement, root: web_sys::ShadowRoot, base: String) ->
     callbacks.into()
 }
 
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    message: &'a str,
+}
+
 #[component]
 fn Widget(host: web_sys::HtmlElement, attrs: RwSignal<Attrs>) -> impl IntoView {
-    let status = RwSignal::new("loading".to_string());
-    let photo = RwSignal::new(None::<Photo>);
-    let photo_src = StoredValue::new(None::<String>);
-    let region = RwSignal::new(None::<[f64; 4]>);
-    let views = RwSignal::new(Vec::<Thumb>::new());
-    let description = RwSignal::new(None::<crate::describe::Description>);
-    let describer = StoredValue::new_local(None::<Rc<Describer>>);
-    let drag_from = RwSignal::new(None::<[f64; 2]>);
-    let stage = NodeRef::<leptos::html::Div>::new();
-    // Each run has a number; a run that a newer one has replaced neither shows nor emits.
-    let run_id = StoredValue::new(0u64);
+    let status = RwSignal::new(Status::Loading);
+    let regions = Regions::new();
+    let runs = Runs::new();
+    let details = RwSignal::new(false);
     let host = StoredValue::new_local(host);
-
-    let fail = move |id: u64, message: String| {
-        if run_id.get_value() != id {
-            return;
+    // each attribute is followed on its own: a new box does not fetch the photo again
+    let model_url = Memo::new(move |_| attrs.with(|a| a.model.clone()));
+    let src = Memo::new(move |_| attrs.with(|a| a.src.clone()));
+    let boxes = Memo::new(move |_| attrs.with(|a| a.boxes.clone()));
+    let num_views = Memo::new(move |_| attrs.with(|a| a.num_views));
+    let model = LocalResource::new(move || shared_model(model_url.get()));
+    let photo = LocalResource::new(move || {
+        let src = src.get();
+        async move {
+            let src = src?;
+            let loaded = load::fetch(&src)
+                .await
+                .and_then(|b| decode_photo(&b, DEFAULT_MAX_PIXELS).map_err(|e| format!("{src}: {e}")));
+            Some(loaded.map(|image| Photo { image: Arc::new(image), url: src.clone(), name: src }))
         }
-        status.set(format!("error: {message}"));
-        let detail = js_sys::Object::new();
-        let _ = js_sys::Reflect::set(&detail, &"message".into(), &message.into());
-        emit(&host.get_value(), "dynrefer-error", &detail);
+    });
+    let shown = Signal::derive(move || photo.get().flatten().and_then(Result::ok));
+
+    let fail = move |message: String| {
+        status.set(Status::Error(message.clone()));
+        emit(&host.get_value(), "dynrefer-error", &ErrorDetail { message: &message });
     };
 
-    let describe = move |id: u64, b: [f64; 4]| {
-        let (Some(model), Some(p)) = (describer.get_value(), photo.get_untracked()) else { return };
-        let num_views = attrs.get_untracked().num_views;
-        let opts = ViewOptions { num_views, size: model.manifest().config.image_size as u32 };
-        let built = match build_views(&p.image, RegionBox(b), &opts) {
-            Ok(built) => built,
-            Err(e) => return fail(id, format!("box: {e}")),
+    // Describes the pending regions in one run; its result lists every region.
+    let describe = move || {
+        let (Some(Ok(model)), Some(p)) = (model.get_untracked(), shown.get_untracked()) else { return };
+        let id = runs.next();
+        status.set(Status::Running);
+        let num_views = num_views.get_untracked();
+        let job = Job {
+            model: Some(model),
+            options: DescribeOptions { num_views: Some(num_views), ..DescribeOptions::default() },
+            num_views,
         };
-        views.update(|v| v.drain(..).for_each(|t| revoke(&t.url)));
-        views.set(thumbs(&built).unwrap_or_default());
-        description.set(None);
-        status.set("running".into());
-        let options = DescribeOptions { num_views: Some(num_views), ..DescribeOptions::default() };
         spawn_local(async move {
-            let t0 = now_ms();
-            let described = model.describe_views_async(built, &options).await;
-            if run_id.get_value() != id {
+            gloo_timers::future::TimeoutFuture::new(SETTLE_MS).await;
+            if !runs.is_current(id) {
                 return;
             }
-            match described {
-                Ok(d) => {
-                    let json = serde_json::to_string(&d).unwrap_or_default();
-                    status.set(format!("done in {:.0} ms", now_ms() - t0));
-                    description.set(Some(d));
-                    emit(&host.get_value(), "dynrefer-result", &js_sys::JSON::parse(&json).unwrap_or_default());
-                }
-                Err(e) => fail(id, e.to_string()),
+            let t0 = now_ms();
+            let outcome = describe_pending(regions, p.image, job, runs, id, |_| {}, &mut now_ms).await;
+            let Outcome::Finished { failed, .. } = outcome else { return };
+            if let Some(why) = failed {
+                return fail(why);
             }
+            status.set(Status::Done { ms: Some(now_ms() - t0) });
+            let list: Vec<_> = regions.list.with_untracked(|l| l.iter().filter_map(|r| r.description().cloned()).collect());
+            emit(&host.get_value(), "dynrefer-result", &list);
         });
     };
 
-    // Any attribute change: the model (shared), the photo when `src` changed, then the box.
+    // The model, the photo and the boxes: once all are there, the boxes are described.
     Effect::new(move |_| {
-        let a = attrs.get();
-        let id = run_id.get_value() + 1;
-        run_id.set_value(id);
-        status.set("loading".into());
-        spawn_local(async move {
-            match shared_model(a.model.clone()).await {
-                Ok(d) => describer.set_value(Some(d)),
-                Err(e) => return fail(id, format!("the model did not load: {e}")),
+        let boxes = boxes.get();
+        num_views.track();
+        match model.get() {
+            None => return status.set(Status::Loading),
+            Some(Err(e)) => return fail(format!("the model did not load: {e}")),
+            Some(Ok(_)) => {}
+        }
+        match photo.get() {
+            None => return status.set(Status::Loading),
+            Some(None) => return status.set(Status::Ready { hint: Some("set the src attribute to a photo") }),
+            Some(Some(Err(e))) => return fail(e),
+            Some(Some(Ok(_))) => {}
+        }
+        match boxes.as_deref().map(parse_boxes) {
+            Some(Ok(list)) if !list.is_empty() => {
+                regions.replace(&list);
+                describe();
             }
-            if photo_src.get_value() != a.src {
-                let Some(src) = a.src.clone() else {
-                    return status.set("ready: set the src attribute to a photo".into());
-                };
-                let loaded = model::fetch(&src)
-                    .await
-                    .and_then(|b| decode_photo(&b, DEFAULT_MAX_PIXELS).map_err(|e| format!("{src}: {e}")));
-                if run_id.get_value() != id {
-                    return;
-                }
-                match loaded {
-                    Ok(image) => {
-                        photo.set(Some(Photo { image: Arc::new(image), url: src.clone() }));
-                        photo_src.set_value(Some(src));
-                    }
-                    Err(e) => return fail(id, e),
-                }
+            Some(Err(e)) => fail(e),
+            _ => {
+                regions.clear();
+                status.set(Status::Ready { hint: Some("drag a box on the photo") });
             }
-            match a.region.as_deref().map(str::parse::<RegionBox>) {
-                Some(Ok(b)) => {
-                    region.set(Some(b.0));
-                    describe(id, b.0);
-                }
-                Some(Err(e)) => fail(id, format!("box {:?}: {e}", a.region.unwrap_or_default())),
-                None => status.set("ready: drag a box on the photo".into()),
-            }
-        });
+        }
     });
 
-    let to_image = move |ev: &leptos::ev::PointerEvent| {
-        let (el, p) = (stage.get_untracked()?, photo.get_untracked()?);
-        Some(pointer_in_image(&el, &p.image, ev))
-    };
-    let on_down = move |ev: leptos::ev::PointerEvent| {
-        let (Some(el), Some(p)) = (stage.get_untracked(), photo.get_untracked()) else { return };
-        let (from, at) = drag_start(&ev, &el, &p.image, region.get_untracked());
-        drag_from.set(Some(from));
-        region.set(Some(span(from, at)));
-    };
-    let on_move = move |ev: leptos::ev::PointerEvent| {
-        if let (Some(from), Some(at)) = (drag_from.get_untracked(), to_image(&ev)) {
-            region.set(Some(span(from, at)));
-        }
-    };
-    let on_up = move |ev: leptos::ev::PointerEvent| {
-        let (Some(from), Some(at)) = (drag_from.get_untracked(), to_image(&ev)) else { return };
-        drag_from.set(None);
-        let b = span(from, at);
-        region.set(Some(b));
-        if b[2] > b[0] && b[3] > b[1] {
-            let id = run_id.get_value() + 1;
-            run_id.set_value(id);
-            describe(id, b);
-        }
-    };
-    // Arrow keys move the box by a pixel (ten with Shift) and describe it again.
-    let on_key = move |ev: leptos::ev::KeyboardEvent| {
-        let (Some(b), Some(p)) = (region.get_untracked(), photo.get_untracked()) else { return };
-        let Some(moved) = nudge(b, &ev, &p.image) else { return };
-        ev.prevent_default();
-        region.set(Some(moved));
-        let id = run_id.get_value() + 1;
-        run_id.set_value(id);
-        describe(id, moved);
-    };
-
-    let overlay_style = move || match (region.get(), photo.get()) {
-        (Some(b), Some(p)) => overlay(b, &p.image),
-        _ => "display:none".to_string(),
-    };
-
     view! {
-        <div
-            class="stage"
-            node_ref=stage
-            on:pointerdown=on_down
-            on:pointermove=on_move
-            on:pointerup=on_up
-            on:keydown=on_key
-            tabindex="0"
-            aria-label="the photo: drag a box or a corner of it, or move it with the arrow keys"
-        >
-            {move || photo.get().map(|p| view! { <img src=p.url alt="the photo: drag a box" draggable="false" /> })}
-            <div class="region" style=overlay_style>
-                {["nw", "ne", "sw", "se"].map(|c| view! { <span class=format!("handle {c}")></span> })}
-            </div>
-        </div>
-        <p class="status" part="status">{move || status.get()}</p>
-        <div class="thumbs">
+        <Stage photo=shown regions on_edit=Callback::new(move |_| describe()) />
+        <p class="status" part="status" role="status" aria-live="polite">{move || status.get().to_string()}</p>
+        <ViewStrip regions />
+        <div aria-live="polite">
             {move || {
-                views
-                    .get()
-                    .into_iter()
-                    .map(|t| {
-                        let [l, tp, w, h] = t.region_pct;
-                        view! {
-                            <figure>
-                                <div class="thumb">
-                                    <img src=t.url alt="a view of the region" />
-                                    <div class="region" style=format!("left:{l}%;top:{tp}%;width:{w}%;height:{h}%")></div>
-                                </div>
-                                <figcaption>{format!("{:.0}%", t.ratio * 100.0)}</figcaption>
-                            </figure>
-                        }
-                    })
-                    .collect_view()
+                regions.current().and_then(|r| r.description().cloned()).map(|d| view! { <Results description=d details /> })
             }}
         </div>
-        {move || description.get().map(results)}
     }
 }

@@ -41,6 +41,8 @@ struct ServerState {
     faults: Mutex<Vec<(String, Fault, usize)>>,
     /// Requests per path.
     hits: Mutex<HashMap<String, usize>>,
+    /// Drops every connection unanswered, as a machine without a network would fail them.
+    offline: std::sync::atomic::AtomicBool,
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -64,6 +66,9 @@ fn serve_one(mut stream: TcpStream, root: &Path, headers: Headers, state: &Serve
         if reader.read_line(&mut header)? == 0 || header == "\r\n" {
             break;
         }
+    }
+    if state.offline.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(());
     }
     let target = line.split_whitespace().nth(1).unwrap_or("/");
     let path = target.split('?').next().unwrap_or("/").to_string();
@@ -137,6 +142,11 @@ impl StaticServer {
         self.state.faults.lock().unwrap().push((suffix.to_string(), fault, times));
     }
 
+    /// Fails every request from now on (or serves again), as if the network were off.
+    pub fn set_offline(&self, offline: bool) {
+        self.state.offline.store(offline, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// How many requests `path` has had.
     pub fn hits(&self, path: &str) -> usize {
         self.state.hits.lock().unwrap().get(path).copied().unwrap_or(0)
@@ -200,6 +210,16 @@ pub fn chromedriver_path() -> Option<PathBuf> {
 impl Browser {
     /// Starts Chromium headless; `webgpu` exposes its software WebGPU adapter (SwiftShader).
     pub fn start(webgpu: bool) -> Browser {
+        Browser::start_with(webgpu, false)
+    }
+
+    /// Like [`Browser::start`], as a phone: a 375 × 812 CSS-pixel screen at twice the density,
+    /// with touch.
+    pub fn start_phone(webgpu: bool) -> Browser {
+        Browser::start_with(webgpu, true)
+    }
+
+    fn start_with(webgpu: bool, phone: bool) -> Browser {
         let port = free_port();
         let driver = Command::new(chromedriver_path().expect("chromedriver is installed (tools/ensure-tools.sh)"))
             .arg(format!("--port={port}"))
@@ -230,10 +250,11 @@ impl Browser {
         if webgpu {
             args.push("--enable-unsafe-webgpu".into());
         }
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {"binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()), "args": args}
-        }}});
+        let mut options = json!({"binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()), "args": args});
+        if phone {
+            options["mobileEmulation"] = json!({"deviceMetrics": {"width": 375, "height": 812, "pixelRatio": 2.0, "touch": true}});
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": options}}});
         let r = http(port, "POST", "/session", Some(&caps));
         let session = r["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {r}")).to_string();
         http(port, "POST", &format!("/session/{session}/timeouts"), Some(&json!({"script": 300_000})));
@@ -313,6 +334,16 @@ impl Browser {
     pub fn drag(&self, from: [f64; 2], to: [f64; 2]) {
         let mv = |p: [f64; 2], ms: u64| json!({"type": "pointerMove", "duration": ms, "x": p[0].round() as i64, "y": p[1].round() as i64});
         let actions = json!({"actions": [{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"}, "actions": [
+            mv(from, 0), {"type": "pointerDown", "button": 0}, mv([(from[0] + to[0]) / 2.0, (from[1] + to[1]) / 2.0], 100),
+            mv(to, 100), {"type": "pointerUp", "button": 0}
+        ]}]});
+        self.cmd("POST", "/actions", Some(actions));
+    }
+
+    /// Drags a finger from one viewport point to another.
+    pub fn touch_drag(&self, from: [f64; 2], to: [f64; 2]) {
+        let mv = |p: [f64; 2], ms: u64| json!({"type": "pointerMove", "duration": ms, "x": p[0].round() as i64, "y": p[1].round() as i64});
+        let actions = json!({"actions": [{"type": "pointer", "id": "finger", "parameters": {"pointerType": "touch"}, "actions": [
             mv(from, 0), {"type": "pointerDown", "button": 0}, mv([(from[0] + to[0]) / 2.0, (from[1] + to[1]) / 2.0], 100),
             mv(to, 100), {"type": "pointerUp", "button": 0}
         ]}]});

@@ -1,0 +1,312 @@
+//! The interactive photo that the page and the widget share: numbered boxes over it, the selected
+//! one with corner handles; a drag draws a new box, a corner drag reshapes the selected one, a
+//! click selects. With the keyboard alone: Enter starts a box in the middle, arrows move the
+//! selected box (Shift: ten pixels), Alt+arrows resize it, Delete removes it. Touch works as a
+//! mouse does. Below it, [`ViewStrip`] shows the views of the selected region.
+
+use std::sync::Arc;
+
+use image::RgbImage;
+use leptos::prelude::*;
+
+use super::browser::{png_url, revoke};
+use super::regions::{Draft, Photo, Region, Regions};
+use crate::views::Views;
+
+/// How close (screen pixels) a press must be to a corner of the selected box to grab it.
+const HANDLE_REACH_PX: f64 = 12.0;
+
+/// The interactive photo. `on_edit` hears the number of each region whose box a person set.
+#[component]
+pub fn Stage(
+    photo: Signal<Option<Photo>>,
+    regions: Regions,
+    on_edit: Callback<u32>,
+    /// What the stage says while it has no photo.
+    #[prop(optional)]
+    empty: &'static str,
+) -> impl IntoView {
+    let stage = NodeRef::<leptos::html::Div>::new();
+    // where the drag in progress spans from, in photo pixels
+    let anchor = StoredValue::new(None::<[f64; 2]>);
+    let image = move || photo.with_untracked(|p| p.as_ref().map(|p| p.image.clone()));
+
+    let on_down = move |ev: leptos::ev::PointerEvent| {
+        let (Some(el), Some(image)) = (stage.get_untracked(), image()) else { return };
+        ev.prevent_default();
+        let _ = el.set_pointer_capture(ev.pointer_id());
+        let at = pointer_in_image(&el, &image, &ev);
+        let selected = regions.selected.get_untracked().and_then(|n| regions.get(n));
+        let grabbed = selected.and_then(|r| grab_corner(r.bbox, at, &el, &image).map(|from| (r.number, from)));
+        let (of, from) = match grabbed {
+            Some((n, from)) => (Some(n), from),
+            None => (None, at),
+        };
+        anchor.set_value(Some(from));
+        regions.draft.set(Some(Draft { of, bbox: span(from, at) }));
+    };
+    let on_move = move |ev: leptos::ev::PointerEvent| {
+        let (Some(from), Some(el), Some(image)) = (anchor.get_value(), stage.get_untracked(), image()) else { return };
+        let at = pointer_in_image(&el, &image, &ev);
+        regions.draft.update(|d| {
+            if let Some(d) = d {
+                d.bbox = span(from, at);
+            }
+        });
+    };
+    let on_up = move |ev: leptos::ev::PointerEvent| {
+        let (Some(from), Some(el), Some(image)) = (anchor.get_value(), stage.get_untracked(), image()) else { return };
+        anchor.set_value(None);
+        let at = pointer_in_image(&el, &image, &ev);
+        let Some(draft) = regions.draft.get_untracked() else { return };
+        regions.draft.set(None);
+        let b = span(from, at);
+        if b[2] - b[0] > 0.0 && b[3] - b[1] > 0.0 {
+            let number = match draft.of {
+                Some(n) => {
+                    regions.set_box(n, b);
+                    n
+                }
+                None => regions.add(b),
+            };
+            on_edit.run(number);
+        } else if let Some(n) = region_at(&regions.list.get_untracked(), at) {
+            regions.selected.set(Some(n));
+        }
+    };
+    let on_cancel = move |_: leptos::ev::PointerEvent| {
+        anchor.set_value(None);
+        regions.draft.set(None);
+    };
+    let on_key = move |ev: leptos::ev::KeyboardEvent| {
+        let Some(image) = image() else { return };
+        let selected = regions.selected.get_untracked().and_then(|n| regions.get(n));
+        let key = ev.key();
+        let number = match (key.as_str(), selected) {
+            ("Enter", _) => Some(regions.add(middle_box(&image))),
+            ("Delete" | "Backspace", Some(r)) => {
+                regions.remove(r.number);
+                None
+            }
+            (_, Some(r)) => match arrow(&ev).map(|d| if ev.alt_key() { resize(r.bbox, d, &image) } else { nudge(r.bbox, d, &image) }) {
+                Some(b) => {
+                    regions.set_box(r.number, b);
+                    Some(r.number)
+                }
+                None => return,
+            },
+            _ => return,
+        };
+        ev.prevent_default();
+        if let Some(n) = number {
+            on_edit.run(n);
+        }
+    };
+
+    view! {
+        <div
+            class="stage"
+            data-role="stage"
+            node_ref=stage
+            tabindex="0"
+            role="application"
+            aria-label="the photo: drag a box around a region, or press Enter for a box in the middle; arrows move the selected box, Alt with arrows resizes it, Delete removes it"
+            on:pointerdown=on_down
+            on:pointermove=on_move
+            on:pointerup=on_up
+            on:pointercancel=on_cancel
+            on:keydown=on_key
+        >
+            {move || match photo.get() {
+                Some(p) => view! { <img src=p.url alt=format!("the photo {}", p.name) draggable="false" /> }.into_any(),
+                None => view! { <p class="empty">{empty}</p> }.into_any(),
+            }}
+            <For each=move || regions.list.get() key=|r| (r.number, r.bbox.map(f64::to_bits)) let:r>
+                <RegionBoxView region=r photo regions />
+            </For>
+            {move || {
+                let (d, p) = (regions.draft.get()?, photo.get()?);
+                Some(view! {
+                    <div class="region selected draft" style=overlay(d.bbox, &p.image)>
+                        {handles()}
+                    </div>
+                })
+            }}
+        </div>
+    }
+}
+
+/// One region's box on the photo, with its number; hidden while a drag reshapes it.
+#[component]
+fn RegionBoxView(region: Region, photo: Signal<Option<Photo>>, regions: Regions) -> impl IntoView {
+    let n = region.number;
+    let style = move || {
+        let hidden = regions.draft.get().is_some_and(|d| d.of == Some(n));
+        match photo.get() {
+            Some(p) if !hidden => overlay(region.bbox, &p.image),
+            _ => "display:none".to_string(),
+        }
+    };
+    let selected = move || regions.selected.get() == Some(n);
+    view! {
+        <div class="region" class:selected=selected style=style data-number=n>
+            <span class="number" aria-hidden="true">{n}</span>
+            {move || selected().then(handles)}
+        </div>
+    }
+}
+
+fn handles() -> impl IntoView {
+    ["nw", "ne", "sw", "se"].map(|c| view! { <span class=format!("handle {c}")></span> })
+}
+
+/// One selected view, ready to show.
+#[derive(Clone)]
+pub struct Thumb {
+    pub url: String,
+    pub ratio: f64,
+    /// Size of the crop in the photo, before it is resized for the model.
+    pub crop_size: [i64; 2],
+    /// The region inside the view, in percent of its side: left, top, width, height.
+    pub region_pct: [f64; 4],
+}
+
+fn thumbs(views: &Views) -> Result<Vec<Thumb>, String> {
+    let s = f64::from(views.size);
+    views
+        .views
+        .iter()
+        .map(|v| {
+            let [x1, y1, x2, y2] = v.region_box.map(f64::from);
+            let region_pct = [x1 / s * 100.0, y1 / s * 100.0, (x2 - x1) / s * 100.0, (y2 - y1) / s * 100.0];
+            let crop_size = [v.crop_box[2] - v.crop_box[0], v.crop_box[3] - v.crop_box[1]];
+            Ok(Thumb { url: png_url(&v.rgb, views.size)?, ratio: v.ratio, crop_size, region_pct })
+        })
+        .collect()
+}
+
+/// The views the model sees of the selected region, made into images when the selection or its
+/// views change (their object URLs are released then).
+#[component]
+pub fn ViewStrip(regions: Regions, #[prop(optional)] detailed: bool) -> impl IntoView {
+    let shown = RwSignal::new(Vec::<Thumb>::new());
+    let source = StoredValue::new(None::<Arc<Views>>);
+    let release = move || shown.update(|v| v.drain(..).for_each(|t| revoke(&t.url)));
+    Effect::new(move |_| {
+        let views = regions.current().and_then(|r| r.views);
+        let same = match (&views, &source.get_value()) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        release();
+        shown.set(views.as_deref().map(|v| thumbs(v).unwrap_or_default()).unwrap_or_default());
+        source.set_value(views);
+    });
+    on_cleanup(release);
+    view! {
+        <div class="thumbs">
+            {move || {
+                shown
+                    .get()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        let [l, tp, w, h] = t.region_pct;
+                        let label = if i == 0 { "region".to_string() } else { format!("context {:.0}%", t.ratio * 100.0) };
+                        let size = format!("{}×{} px", t.crop_size[0], t.crop_size[1]);
+                        view! {
+                            <figure data-role="view">
+                                <div class="thumb">
+                                    <img src=t.url alt=format!("view: {label}") />
+                                    <div class="region" style=format!("left:{l}%;top:{tp}%;width:{w}%;height:{h}%")></div>
+                                </div>
+                                <figcaption>
+                                    {if detailed { label } else { format!("{:.0}%", t.ratio * 100.0) }}
+                                    {detailed.then(|| view! { <span class="px">{size}</span> })}
+                                </figcaption>
+                            </figure>
+                        }
+                    })
+                    .collect_view()
+            }}
+        </div>
+    }
+}
+
+/// A pointer's position over `stage` in the pixels of the `image` it shows, clamped to the image.
+fn pointer_in_image(stage: &web_sys::HtmlDivElement, image: &RgbImage, ev: &leptos::ev::PointerEvent) -> [f64; 2] {
+    let r = stage.get_bounding_client_rect();
+    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
+    let x = ((f64::from(ev.client_x()) - r.left()) / r.width() * w).clamp(0.0, w);
+    let y = ((f64::from(ev.client_y()) - r.top()) / r.height() * h).clamp(0.0, h);
+    [x, y]
+}
+
+/// A press at `at` (image pixels) near a corner of box `b` grabs that corner: returns the opposite
+/// corner, from which the drag then spans the box.
+fn grab_corner(b: [f64; 4], at: [f64; 2], stage: &web_sys::HtmlDivElement, image: &RgbImage) -> Option<[f64; 2]> {
+    let reach = HANDLE_REACH_PX * f64::from(image.width()) / stage.get_bounding_client_rect().width();
+    let corners = [[b[0], b[1]], [b[2], b[1]], [b[0], b[3]], [b[2], b[3]]];
+    let near = |c: &[f64; 2]| (c[0] - at[0]).abs() <= reach && (c[1] - at[1]).abs() <= reach;
+    corners.iter().position(near).map(|i| corners[3 - i])
+}
+
+/// The smallest region whose box holds `at`: a click selects what it lands on.
+fn region_at(regions: &[Region], at: [f64; 2]) -> Option<u32> {
+    let holds = |b: &[f64; 4]| b[0] <= at[0] && at[0] <= b[2] && b[1] <= at[1] && at[1] <= b[3];
+    let area = |b: &[f64; 4]| (b[2] - b[0]) * (b[3] - b[1]);
+    regions.iter().filter(|r| holds(&r.bbox)).min_by(|a, b| area(&a.bbox).total_cmp(&area(&b.bbox))).map(|r| r.number)
+}
+
+/// A box a third of the photo's sides, in its middle: where a box made with the keyboard starts.
+fn middle_box(image: &RgbImage) -> [f64; 4] {
+    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
+    [w / 3.0, h / 3.0, 2.0 * w / 3.0, 2.0 * h / 3.0].map(f64::round)
+}
+
+/// An arrow key's direction, a pixel at a time, ten with Shift.
+fn arrow(ev: &leptos::ev::KeyboardEvent) -> Option<[f64; 2]> {
+    let step = if ev.shift_key() { 10.0 } else { 1.0 };
+    match ev.key().as_str() {
+        "ArrowLeft" => Some([-step, 0.0]),
+        "ArrowRight" => Some([step, 0.0]),
+        "ArrowUp" => Some([0.0, -step]),
+        "ArrowDown" => Some([0.0, step]),
+        _ => None,
+    }
+}
+
+/// Box `b` moved by `d`, kept inside the image.
+fn nudge(b: [f64; 4], d: [f64; 2], image: &RgbImage) -> [f64; 4] {
+    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
+    let dx = d[0].clamp(-b[0], w - b[2]);
+    let dy = d[1].clamp(-b[1], h - b[3]);
+    [b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy]
+}
+
+/// Box `b` with its right and bottom sides moved by `d`, at least a pixel wide and inside the image.
+fn resize(b: [f64; 4], d: [f64; 2], image: &RgbImage) -> [f64; 4] {
+    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
+    [b[0], b[1], (b[2] + d[0]).clamp(b[0] + 1.0, w), (b[3] + d[1]).clamp(b[1] + 1.0, h)]
+}
+
+/// The box spanned by two corners.
+fn span(a: [f64; 2], b: [f64; 2]) -> [f64; 4] {
+    [a[0].min(b[0]), a[1].min(b[1]), a[0].max(b[0]), a[1].max(b[1])]
+}
+
+/// CSS placing a box over the photo, in percent of its sides.
+fn overlay(b: [f64; 4], image: &RgbImage) -> String {
+    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
+    format!(
+        "left:{}%;top:{}%;width:{}%;height:{}%",
+        b[0] / w * 100.0,
+        b[1] / h * 100.0,
+        (b[2] - b[0]) / w * 100.0,
+        (b[3] - b[1]) / h * 100.0
+    )
+}
