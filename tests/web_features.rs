@@ -144,9 +144,9 @@ fn regions_flow(webgpu: bool) {
     assert_same(&square, &native_describe(&region_box(&browser, 1), &[]));
     assert_eq!(square["caption"], "a black square");
     let at = stage_at(&browser);
-    browser.touch_drag(at(40.0, 40.0), at(200.0, 220.0));
+    browser.touch_drag(at(290.0, 140.0), at(380.0, 232.0));
     wait_done(&browser, "the box drawn with a finger");
-    assert!(near(&view_box(&result(&browser)), &[40.0, 40.0, 200.0, 220.0], tol));
+    assert!(near(&view_box(&result(&browser)), &[290.0, 140.0, 380.0, 232.0], tol));
     assert_eq!(texts(&browser, "[data-role=region] .number"), ["1", "2", "3"]);
     assert_eq!(texts(&browser, "[data-role=stage] .region .number"), ["1", "2", "3"]);
 
@@ -187,7 +187,7 @@ fn regions_flow(webgpu: bool) {
     assert_same(&custom, &native_describe(&region_box(&browser, 1), &["--classes", "circle,square,star"]));
     assert!(texts(&browser, "[data-role=class] li")[0].starts_with("square "));
     if let Ok(shot) = std::env::var("DYNREFER_SCREENSHOT") {
-        browser.js("window.scrollTo(0, 0)", json!([]));
+        browser.js("document.querySelector('.meta').scrollIntoView({block: 'start'})", json!([]));
         browser.screenshot(Path::new(&shot));
     }
 

@@ -50,18 +50,18 @@ pub fn Results(description: Arc<Description>, details: RwSignal<bool>) -> impl I
         let best = best.clone();
         view! {
             <div class="summary">
-                <p class="line">
+                <div class="line">
                     <span class="label">"Stands out: "</span>
                     <ol data-role="attributes" class="inline">
                         {standout.into_iter().map(|a| view! { <li title=format!("{:.2}", a.score)>{a.name}</li> }).collect_view()}
                     </ol>
-                </p>
-                <p class="line">
+                </div>
+                <div class="line">
                     <span class="label">"Class: "</span>
                     <ol data-role="class" class="inline">
                         {best.map(|c| view! { <li>{format!("{} {:.2}", c.name, c.score)}</li> })}
                     </ol>
-                </p>
+                </div>
             </div>
         }
     };
