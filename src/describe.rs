@@ -78,7 +78,7 @@ pub struct Scored {
     pub score: f32,
 }
 
-/// The describe JSON of DESIGN §4.
+/// A region's description, as `dynrefer describe` prints it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Description {
     pub views: Vec<crate::views::View>,

@@ -9,7 +9,7 @@ mod browser;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use browser::{Browser, StaticServer};
+use browser::{Browser, StaticServer, assert_same_description};
 use serde_json::{Value, json};
 
 fn dist() -> PathBuf {
@@ -77,33 +77,6 @@ fn native_describe(region: &[f64], extra: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// A description from the page equals the CLI's: views, scores within 1e-4, caption ids.
-fn assert_same(page: &Value, native: &Value) {
-    assert!(same_numbers(&page["views"], &native["views"]), "views: page {} CLI {}", page["views"], native["views"]);
-    for field in ["tags", "attributes", "classes"] {
-        let (p, n) = (page[field].as_array().unwrap(), native[field].as_array().unwrap());
-        assert_eq!(p.len(), n.len(), "{field}");
-        for (a, b) in p.iter().zip(n) {
-            assert_eq!(a["name"], b["name"], "{field}");
-            let d = (a["score"].as_f64().unwrap() - b["score"].as_f64().unwrap()).abs();
-            assert!(d < 1e-4, "{field} {}: page {} CLI {}", a["name"], a["score"], b["score"]);
-        }
-    }
-    assert_eq!(page["caption_ids"], native["caption_ids"], "caption {} / {}", page["caption"], native["caption"]);
-}
-
-/// JSON equality where `100` (as JavaScript writes it) equals `100.0` (as Rust does).
-fn same_numbers(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_numbers(x, y)),
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_numbers(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
 /// The exact box of the `i`-th region in the list, in photo pixels.
 fn region_box(browser: &Browser, i: usize) -> Vec<f64> {
     let b = browser.js("return document.querySelectorAll('[data-role=region]')[arguments[0]].dataset.box", json!([i]));
@@ -132,7 +105,7 @@ fn regions_flow(webgpu: bool) {
     wait_done(&browser, "the resized and moved box");
     let keyboard = result(&browser);
     assert_eq!(view_box(&keyboard), vec![224.0, 299.0, 458.0, 589.0]);
-    assert_same(&keyboard, &native_describe(&[224.0, 299.0, 458.0, 589.0], &[]));
+    assert_same_description(&keyboard, &native_describe(&[224.0, 299.0, 458.0, 589.0], &[]));
 
     // A mouse drag adds region 2 (the black square), a finger region 3.
     let at = stage_at(&browser);
@@ -141,7 +114,7 @@ fn regions_flow(webgpu: bool) {
     let square = result(&browser);
     let tol = SCENE_SIZE[0] / (at(SCENE_SIZE[0], 0.0)[0] - at(0.0, 0.0)[0]) + 1.0;
     assert!(near(&view_box(&square), &SQUARE, tol), "{:?}", view_box(&square));
-    assert_same(&square, &native_describe(&region_box(&browser, 1), &[]));
+    assert_same_description(&square, &native_describe(&region_box(&browser, 1), &[]));
     assert_eq!(square["caption"], "a black square");
     let at = stage_at(&browser);
     browser.touch_drag(at(290.0, 140.0), at(380.0, 232.0));
@@ -184,7 +157,7 @@ fn regions_flow(webgpu: bool) {
     let custom = result(&browser);
     let names: Vec<&str> = custom["classes"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["circle", "square", "star"]);
-    assert_same(&custom, &native_describe(&region_box(&browser, 1), &["--classes", "circle,square,star"]));
+    assert_same_description(&custom, &native_describe(&region_box(&browser, 1), &["--classes", "circle,square,star"]));
     assert!(texts(&browser, "[data-role=class] li")[0].starts_with("square "));
     if let Ok(shot) = std::env::var("DYNREFER_SCREENSHOT") {
         browser.js("document.querySelector('.meta').scrollIntoView({block: 'start'})", json!([]));

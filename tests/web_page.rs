@@ -10,7 +10,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use browser::{Browser, StaticServer, wait_event, widget_events};
+use browser::{Browser, StaticServer, assert_same_description, same_numbers, wait_event, widget_events};
 
 fn dist() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dist");
@@ -347,39 +347,6 @@ fn bench_full_size_model_in_the_page() {
     let native: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     println!("page caption ids {} / CLI {}", page["caption_ids"], native["caption_ids"]);
     assert_eq!(page["caption_ids"], native["caption_ids"]);
-}
-
-/// A description from the page equals the CLI's: views, tag set, scores within 1e-4, caption ids.
-fn assert_same_description(page: &serde_json::Value, native: &serde_json::Value) {
-    assert!(same_numbers(&page["views"], &native["views"]), "views: page {} CLI {}", page["views"], native["views"]);
-    for field in ["tags", "attributes", "classes"] {
-        let (p, n) = (page[field].as_array().unwrap(), native[field].as_array().unwrap());
-        assert_eq!(p.len(), n.len(), "{field}");
-        for (a, b) in p.iter().zip(n) {
-            assert_eq!(a["name"], b["name"], "{field}");
-            let d = (a["score"].as_f64().unwrap() - b["score"].as_f64().unwrap()).abs();
-            assert!(d < 1e-4, "{field} {}: page {} CLI {}", a["name"], a["score"], b["score"]);
-        }
-    }
-    assert_eq!(
-        page["caption_ids"], native["caption_ids"],
-        "caption: page {} CLI {}",
-        page["caption"], native["caption"]
-    );
-    assert_eq!(page["caption"], native["caption"]);
-}
-
-/// JSON equality where `100` (as JavaScript writes it) equals `100.0` (as Rust does).
-fn same_numbers(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    use serde_json::Value::{Array, Number, Object};
-    match (a, b) {
-        (Number(x), Number(y)) => x.as_f64() == y.as_f64(),
-        (Array(x), Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_numbers(x, y)),
-        (Object(x), Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_numbers(v, w)))
-        }
-        _ => a == b,
-    }
 }
 
 /// `www/embed.html` under a strict CSP: two widgets share one model load and answer like the CLI;

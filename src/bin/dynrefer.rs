@@ -1,5 +1,5 @@
 //! `dynrefer`: the native command line (views, convert, describe, bench). Its JSON output is a contract that tools
-//! and checks rely on (DESIGN.md §4): results on stdout, one error line on stderr, non-zero exit.
+//! and checks rely on: results on stdout, one error line on stderr, non-zero exit.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;

@@ -1,4 +1,4 @@
-//! Model bundles (DESIGN §4): `manifest.json` + shards of at most 64 MiB + the tokenizer files.
+//! Model bundles: `manifest.json` + shards of at most 64 MiB + the tokenizer files.
 //! Every file carries its byte size and SHA-256, checked before it is used. Loading works from
 //! bytes, one shard at a time, so the page can stream a bundle from the network.
 //!

@@ -1,4 +1,4 @@
-//! Official checkpoints → a bundle (DESIGN §4 `convert`), tensor by tensor.
+//! Official checkpoints → a bundle (`dynrefer convert`), tensor by tensor.
 //!
 //! Every official key goes through one table ([`keys::official_path`]); the model's own parameter list
 //! (from its lazily built modules, no weights allocated) says which paths and shapes must come

@@ -43,7 +43,7 @@ pub fn read_bpe(path: &Path) -> Result<(ClipBpe, Vec<u8>), ConvertError> {
     Ok((bpe, bytes))
 }
 
-/// The OVAD attributes as the official `build_att_embeds` prompts them (checklist item 19).
+/// The OVAD attributes as the official `build_att_embeds` prompts them.
 pub struct AttributePrompts {
     /// Every attribute's templates, attribute after attribute.
     pub templates: Vec<String>,

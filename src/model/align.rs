@@ -1,4 +1,4 @@
-//! DynRefer's view alignment (`cvem_align`, a CustomDCNv4; checklist items 13–14): the RoI
+//! DynRefer's view alignment (`cvem_align`, a CustomDCNv4): the RoI
 //! features of a context view are resampled at learned offsets so that they line up with the
 //! region view. DCNv4 here is a 3x3 deformable convolution with per-group offsets and raw
 //! (not softmax-normalised) masks and no kernel weights, which is exactly torchvision's

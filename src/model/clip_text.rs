@@ -1,4 +1,4 @@
-//! The EVA-CLIP text tower (checklist item 21), which embeds the tag, attribute and class
+//! The EVA-CLIP text tower, which embeds the tag, attribute and class
 //! vocabularies: token + positional embeddings, pre-LN blocks (LN eps 1e-5) with causal
 //! multi-head attention (`nn.MultiheadAttention`'s packed `in_proj`) and an exact-GELU MLP,
 //! `ln_final`, the state at the end-of-text token (the largest id), then `text_projection`.

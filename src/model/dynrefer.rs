@@ -1,5 +1,5 @@
 //! The whole DynRefer-T5 model: the visual side, the Q-Former, the three heads with their
-//! vocabulary embeddings, and FlanT5 fed by `t5_proj` and the control words (checklist 9–24).
+//! vocabulary embeddings, and FlanT5 fed by `t5_proj` and the control words.
 //!
 //! Module paths are the official keys under one prefix per source file (`visual.`, `qformer.`,
 //! `heads.`, `t5.`, `clip_text.`), so the converter is a table and a bundle's tensor names say
@@ -16,7 +16,7 @@ use super::t5::{T5, T5Config};
 use super::visual::{Visual, VisualConfig, VisualOutput};
 
 /// Every size of the model. The converter reads them from the checkpoints' shapes and the
-/// `--arch` file; defaults are DynRefer-FlanT5-XL's (DESIGN §2).
+/// `--arch` file; defaults are DynRefer-FlanT5-XL's.
 #[derive(Config, Debug)]
 pub struct DynReferConfig {
     pub visual: VisualConfig,

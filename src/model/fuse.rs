@@ -1,5 +1,5 @@
 //! `cvem_mlp`: the views' tokens, concatenated channel-wise view-major (`[v0 | v1 | v2]`), fused
-//! back to one width by Linear → ReLU → Linear (checklist item 15). The checkpoint's Sequential
+//! back to one width by Linear → ReLU → Linear. The checkpoint's Sequential
 //! indices `cvem_mlp.0` / `cvem_mlp.2` load as `fc1` / `fc2`.
 
 use super::linear::{Linear, LinearConfig};

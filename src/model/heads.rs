@@ -1,4 +1,4 @@
-//! DynRefer's three heads on the Q-Former output (checklist items 18–20). Each is a small BERT in
+//! DynRefer's three heads on the Q-Former output. Each is a small BERT in
 //! "tagging" mode: text queries (vocabulary embeddings from the EVA-CLIP text tower, projected)
 //! cross-attend to the projected visual queries, layer after layer, with no self-attention.
 //! * tags: `tag_fc` → sigmoid, one score per RAM tag;

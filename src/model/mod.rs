@@ -1,4 +1,4 @@
-//! The DynRefer model, one file per component (see DESIGN.md §1).
+//! The DynRefer model, one file per component.
 
 pub mod align;
 pub mod attention;

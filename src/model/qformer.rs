@@ -1,4 +1,4 @@
-//! The BLIP-2 Q-Former, queries only (checklist item 16): learned query tokens through the
+//! The BLIP-2 Q-Former, queries only: learned query tokens through the
 //! embeddings' LayerNorm (no position embeddings), then BERT layers of self-attention,
 //! cross-attention to the fused visual tokens on every `cross_attention_freq`-th layer, and the
 //! query feed-forward (`intermediate_query` / `output_query`). The text branch's weights are not

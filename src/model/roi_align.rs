@@ -1,4 +1,4 @@
-//! RoIAlign with torchvision's semantics (`aligned=False`, checklist item 12), as a sampling
+//! RoIAlign with torchvision's semantics (`aligned=False`), as a sampling
 //! matrix: each output bin is a fixed weighted sum of feature-map cells, so for the few boxes
 //! DynRefer needs (one per view) the pooled features are `matrix · features`, one matmul on any
 //! backend. Coordinates are computed in `f32`, as torchvision's kernel does for float features.

@@ -1,4 +1,4 @@
-//! FlanT5, the caption's language model (checklist items 22–23), as Hugging Face's
+//! FlanT5, the caption's language model, as Hugging Face's
 //! `T5ForConditionalGeneration` computes it with LAVIS' override of the FFN activation to exact
 //! GELU: RMSNorm (eps 1e-6) before every sub-layer, unscaled attention with a learned
 //! relative-position bias (from the first block, shared by all blocks), a gated FFN

@@ -1,4 +1,4 @@
-//! The visual side of DynRefer up to the fused region tokens (checklist items 9–15): every view
+//! The visual side of DynRefer up to the fused region tokens: every view
 //! through EVA ViT and `ln_vision`, the region RoI-aligned in each view, the context views
 //! aligned to the region view by DCNv4, each view's CLS put in front of its RoI tokens, and the
 //! views fused. Field names are the official key prefixes.

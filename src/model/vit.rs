@@ -1,4 +1,4 @@
-//! EVA ViT-g, as LAVIS runs it for BLIP-2 (checklist item 10): convolutional patch embedding, a
+//! EVA ViT-g, as LAVIS runs it for BLIP-2: convolutional patch embedding, a
 //! CLS token and absolute position embeddings, pre-LN blocks (LN eps 1e-6) whose attention has
 //! `q_bias` and `v_bias` but no key bias, exact GELU, and no final norm. Field names follow the
 //! official keys under `visual_encoder.`, so loading is a prefix strip.

@@ -1,4 +1,4 @@
-//! The caption's text: the control words DynRefer feeds to FlanT5 (checklist item 22) and the
+//! The caption's text: the control words DynRefer feeds to FlanT5 and the
 //! T5 tokenizer (`tokenizer.json`, the `tokenizers` crate) both ways.
 
 use tokenizers::{Tokenizer, TruncationParams};

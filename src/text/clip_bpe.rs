@@ -1,4 +1,4 @@
-//! CLIP's byte-level BPE tokenizer, as the official `tokenize` runs it (checklist item 21): HTML
+//! CLIP's byte-level BPE tokenizer, as the official `tokenize` runs it: HTML
 //! entities unescaped twice, whitespace collapsed, lower case, CLIP's regex split, bytes mapped to
 //! printable characters, BPE with the merges file's lines `1..48895`; rows are
 //! `[start, tokens…, end]`, cut to the context with the end token kept, zero-padded.
@@ -19,7 +19,7 @@ pub enum BpeError {
     BadMerge { line: usize, text: String },
 }
 
-/// The text the official open-vocabulary head embeds for a class name (checklist item 20).
+/// The text the official open-vocabulary head embeds for a class name.
 pub fn class_prompt(name: &str) -> String {
     format!("the {}", name.to_lowercase())
 }

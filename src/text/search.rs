@@ -1,4 +1,4 @@
-//! Caption decoding as Hugging Face `generate` does it for DynRefer (checklist item 24): greedy
+//! Caption decoding as Hugging Face `generate` does it for DynRefer: greedy
 //! search with the repetition penalty on the raw logits, or transformers 5's beam search with the
 //! penalty on the log-probabilities, length penalty 0 and `early_stopping=False`.
 //!

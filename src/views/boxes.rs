@@ -1,5 +1,5 @@
 //! Region boxes: parsing, validation, the official widening of thin boxes, the candidate views and
-//! the integer crop boxes (checklist items 1, 2, 5 and 8 of `reference/README.md`).
+//! the integer crop boxes.
 
 use std::fmt;
 use std::str::FromStr;
@@ -120,7 +120,7 @@ pub(crate) fn python_slice(start: i64, stop: i64, len: usize) -> std::ops::Range
     a as usize..b.max(a) as usize
 }
 
-/// The region's box inside a view resized to `size` x `size` (checklist item 8): not clamped, and
+/// The region's box inside a view resized to `size` x `size`: not clamped, and
 /// computed in `f32` like torchvision's `resize_bounding_boxes` on an integer box.
 pub(crate) fn region_in_view(region: [i64; 4], crop: [i64; 4], size: u32) -> [f32; 4] {
     let rel = [region[0] - crop[0], region[1] - crop[1], region[2] - crop[0], region[3] - crop[1]];

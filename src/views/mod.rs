@@ -1,9 +1,8 @@
 //! DynRefer's nested views (pure Rust, no burn): around the region a person picks, ten candidate
 //! boxes reach out toward the whole photo; a DCT perceptual hash scores how much each one differs
 //! from the region, divided by how far it reaches, and the best are taken greedily. Every view is
-//! cropped, resized like Pillow's bicubic filter and normalised for CLIP. Each step follows
-//! `reference/README.md` (checklist items 1–8), which was checked bit-identical against the official
-//! processor.
+//! cropped, resized like Pillow's bicubic filter and normalised for CLIP. Each step follows the
+//! official processor, and was checked bit-identical against it.
 
 mod boxes;
 pub(crate) mod par;

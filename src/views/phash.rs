@@ -1,5 +1,5 @@
-//! The image prior that picks the context views: a DCT perceptual hash of each candidate box
-//! (checklist item 3). The official code converts the whole photo to gray, crops, resizes the crop
+//! The image prior that picks the context views: a DCT perceptual hash of each candidate box.
+//! The official code converts the whole photo to gray, crops, resizes the crop
 //! to 224x224 with OpenCV's bilinear filter, takes OpenCV's DCT and compares the top-left 8x8
 //! coefficients with their mean. Gray is a per-pixel function and only 2x2 source pixels feed each
 //! output pixel, so this computes gray lazily at the pixels the resize reads: the same numbers,

@@ -1,4 +1,4 @@
-//! Pillow's `Image.resize((S, S), BICUBIC)` on 8-bit RGB, bit for bit (checklist item 6): Pillow
+//! Pillow's `Image.resize((S, S), BICUBIC)` on 8-bit RGB, bit for bit: Pillow
 //! 4–12 coefficients in `f64`, normalised and turned into 22-bit fixed point, the horizontal pass
 //! first into an 8-bit intermediate over only the rows the vertical pass reads, then the vertical
 //! pass. The crop is read in place from the photo, never copied.

@@ -427,3 +427,36 @@ pub fn wait_event(browser: &Browser, what: &str, found: impl Fn(&[(String, Strin
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// A description from the page equals the CLI's: views, tag set, scores within 1e-4, caption ids.
+pub fn assert_same_description(page: &serde_json::Value, native: &serde_json::Value) {
+    assert!(same_numbers(&page["views"], &native["views"]), "views: page {} CLI {}", page["views"], native["views"]);
+    for field in ["tags", "attributes", "classes"] {
+        let (p, n) = (page[field].as_array().unwrap(), native[field].as_array().unwrap());
+        assert_eq!(p.len(), n.len(), "{field}");
+        for (a, b) in p.iter().zip(n) {
+            assert_eq!(a["name"], b["name"], "{field}");
+            let d = (a["score"].as_f64().unwrap() - b["score"].as_f64().unwrap()).abs();
+            assert!(d < 1e-4, "{field} {}: page {} CLI {}", a["name"], a["score"], b["score"]);
+        }
+    }
+    assert_eq!(
+        page["caption_ids"], native["caption_ids"],
+        "caption: page {} CLI {}",
+        page["caption"], native["caption"]
+    );
+    assert_eq!(page["caption"], native["caption"]);
+}
+
+/// JSON equality where `100` (as JavaScript writes it) equals `100.0` (as Rust does).
+pub fn same_numbers(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value::{Array, Number, Object};
+    match (a, b) {
+        (Number(x), Number(y)) => x.as_f64() == y.as_f64(),
+        (Array(x), Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_numbers(x, y)),
+        (Object(x), Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_numbers(v, w)))
+        }
+        _ => a == b,
+    }
+}
