@@ -298,7 +298,7 @@ fn works_offline_after_one_visit_on_webgpu() {
 }
 
 /// On a phone (375 CSS pixels wide, touch): nothing is wider than the screen, and a finger draws
-/// a box that is described. The screenshot is kept in `target/phone-{backend}.png`.
+/// a box that is described. The screenshot is kept in cargo's `target/tmp/phone-{backend}.png`.
 fn phone(webgpu: bool) {
     let backend = if webgpu { "webgpu" } else { "cpu" };
     let server = StaticServer::start(&dist());
@@ -320,7 +320,7 @@ fn phone(webgpu: bool) {
     assert_eq!(wide[0], 375, "the page scrolls sideways: {}", wide[2]);
     assert_eq!(wide[2], json!([]));
     browser.js("document.querySelector('[data-role=stage]').scrollIntoView({block: 'start'})", json!([]));
-    let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/phone-{backend}.png"));
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("phone-{backend}.png"));
     browser.screenshot(&shot);
     let png = image::open(&shot).unwrap();
     assert_eq!((png.width(), png.height()), (750, 1624), "a 375 × 812 screen at twice the density");
