@@ -254,7 +254,7 @@ fn regions_classes_exports_and_access_on_webgpu() {
 }
 
 /// After one visit the page opens and describes with the network off: the app from the service
-/// worker's copy of this build, the model from Cache Storage.
+/// worker's copy of this build, the model from Cache Storage. Then a new build is deployed.
 fn offline(webgpu: bool) {
     let server = StaticServer::start(&dist());
     let browser = Browser::start(webgpu);
@@ -283,6 +283,51 @@ fn offline(webgpu: bool) {
         json!([]),
     );
     assert_eq!(served.as_u64(), Some(std::fs::metadata(dist().join("dynrefer-web_bg.wasm")).unwrap().len()));
+
+    // A new build is deployed while the page is open: it installs beside the old one, the open
+    // page and its reloads keep the old glue with the old wasm, and once no page of the old
+    // version is open the new one serves both, and the old copy is gone.
+    server.set_offline(false);
+    let sw = std::fs::read_to_string(dist().join("sw.js")).unwrap().replace(version, "feedfacefeedface");
+    server.replace("/sw.js", sw.into_bytes());
+    let old_glue = std::fs::read(dist().join("dynrefer-web.js")).unwrap();
+    let glue = [old_glue.as_slice(), b"\n// the next build\n"].concat();
+    // the page names its glue by hash (subresource integrity): the new page names the new glue
+    let sri = |bytes: &[u8]| {
+        use sha2::Digest;
+        format!("sha384-{}", browser::base64_encode(&sha2::Sha384::digest(bytes)))
+    };
+    let html = std::fs::read_to_string(dist().join("index.html")).unwrap();
+    assert!(html.contains(&sri(&old_glue)), "index.html names its glue by its SHA-384");
+    let html = html.replace(&sri(&old_glue), &sri(&glue));
+    server.replace("/", html.clone().into_bytes());
+    server.replace("/index.html", html.into_bytes());
+    server.replace("/dynrefer-web.js", glue);
+    let waiting = browser.js_async(
+        "const r = await navigator.serviceWorker.getRegistration(); await r.update(); \
+         for (let i = 0; i < 100 && !r.waiting; i++) await new Promise(d => setTimeout(d, 100)); return !!r.waiting;",
+        json!([]),
+    );
+    assert_eq!(waiting, true, "the new build installs and waits");
+    let glue_in_use = "return (await (await fetch('dynrefer-web.js')).text()).includes('the next build');";
+    open_scene(&browser, &server);
+    assert_eq!(browser.js_async(glue_in_use, json!([])), false, "a reload keeps the old build whole");
+    browser.goto("about:blank");
+    let t0 = std::time::Instant::now();
+    loop {
+        open_scene(&browser, &server);
+        let shells = browser.js_async("return (await caches.keys()).filter(k => k.startsWith('dynrefer-shell-'));", json!([]));
+        if shells == json!(["dynrefer-shell-feedfacefeedface"]) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "the new build did not take over: {shells}");
+        browser.goto("about:blank");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(browser.js_async(glue_in_use, json!([])), true, "the new build serves its own glue");
+    browser.type_into(".box-text", &format!("{}\n", SQUARE.map(|v| v.to_string()).join(",")));
+    wait_done(&browser, "the square, after the update");
+    assert_eq!(result(&browser)["caption"], "a black square");
 }
 
 #[test]

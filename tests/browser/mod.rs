@@ -43,6 +43,8 @@ struct ServerState {
     hits: Mutex<HashMap<String, usize>>,
     /// Drops every connection unanswered, as a machine without a network would fail them.
     offline: std::sync::atomic::AtomicBool,
+    /// Paths served with these bytes instead of their file.
+    replaced: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -87,6 +89,9 @@ fn serve_one(mut stream: TcpStream, root: &Path, headers: Headers, state: &Serve
         Ok(f) if f.starts_with(&folder) && f.is_file() => ("200 OK".to_string(), std::fs::read(&f)?, content_type(&f)),
         _ => ("404 Not Found".to_string(), b"not found".to_vec(), "text/plain"),
     };
+    if let Some(bytes) = state.replaced.lock().unwrap().get(&path) {
+        (status, body, kind) = ("200 OK".to_string(), bytes.clone(), content_type(&file));
+    }
     if let Some(Fault::Status(code)) = fault {
         (status, body, kind) = (format!("{code} Injected"), b"injected failure".to_vec(), "text/plain");
     }
@@ -140,6 +145,11 @@ impl StaticServer {
     /// The next `times` requests for a path ending in `suffix` get `fault`.
     pub fn fault(&self, suffix: &str, fault: Fault, times: usize) {
         self.state.faults.lock().unwrap().push((suffix.to_string(), fault, times));
+    }
+
+    /// Serves `bytes` for the URL path `path` from now on, as a new deployment would.
+    pub fn replace(&self, path: &str, bytes: Vec<u8>) {
+        self.state.replaced.lock().unwrap().insert(path.to_string(), bytes);
     }
 
     /// Fails every request from now on (or serves again), as if the network were off.
@@ -381,6 +391,20 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// Standard base64 with padding (a subresource-integrity hash is written so).
+pub fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            let c = if i <= chunk.len() { ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' };
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {
