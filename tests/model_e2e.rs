@@ -52,21 +52,7 @@ fn bundle_with_tower() -> &'static Path {
 
 fn convert_fixture(name: &str, extra: &[&str]) -> PathBuf {
     let out = scratch(name).join("model");
-    let mut args = vec!["convert".to_string()];
-    for (flag, file) in [
-        ("--blip2", "blip2.pth"),
-        ("--dynrefer", "dynrefer.pth"),
-        ("--t5", "t5"),
-        ("--clip-text", "clip_text.pt"),
-        ("--bpe", "bpe_simple_vocab_16e6.txt.gz"),
-        ("--tags", "ram_tag_list.txt"),
-        ("--attributes", "ovad2000.json"),
-        ("--classes", "coco.json"),
-        ("--arch", "arch.json"),
-    ] {
-        args.extend([flag.to_string(), common::e2e_file(file).display().to_string()]);
-    }
-    args.extend(["--out".to_string(), out.display().to_string()]);
+    let mut args = common::convert_args(&common::e2e_file(""), "f32", &out);
     args.extend(extra.iter().map(|a| a.to_string()));
     dynrefer(&args.iter().map(String::as_str).collect::<Vec<_>>());
     out

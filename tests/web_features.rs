@@ -53,6 +53,12 @@ fn stage_at(browser: &Browser) -> impl Fn(f64, f64) -> [f64; 2] {
     move |x, y| [r[0] + x / SCENE_SIZE[0] * r[2], r[1] + y / SCENE_SIZE[1] * r[3]]
 }
 
+/// One screen pixel in photo pixels, plus the views' truncation to whole pixels: how close a
+/// pointer's box can come.
+fn one_screen_pixel(at: &impl Fn(f64, f64) -> [f64; 2]) -> f64 {
+    SCENE_SIZE[0] / (at(SCENE_SIZE[0], 0.0)[0] - at(0.0, 0.0)[0]) + 1.0
+}
+
 fn result(browser: &Browser) -> Value {
     serde_json::from_str(&browser.role_text("result").unwrap()).unwrap()
 }
@@ -112,7 +118,7 @@ fn regions_flow(webgpu: bool) {
     browser.drag(at(SQUARE[0], SQUARE[1]), at(SQUARE[2], SQUARE[3]));
     wait_done(&browser, "the dragged box");
     let square = result(&browser);
-    let tol = SCENE_SIZE[0] / (at(SCENE_SIZE[0], 0.0)[0] - at(0.0, 0.0)[0]) + 1.0;
+    let tol = one_screen_pixel(&at);
     assert!(near(&view_box(&square), &SQUARE, tol), "{:?}", view_box(&square));
     assert_same_description(&square, &native_describe(&region_box(&browser, 1), &[]));
     assert_eq!(square["caption"], "a black square");
@@ -353,7 +359,7 @@ fn phone(webgpu: bool) {
     browser.touch_drag(at(SQUARE[0], SQUARE[1]), at(SQUARE[2], SQUARE[3]));
     wait_done(&browser, "the box drawn with a finger");
     let d = result(&browser);
-    let tol = SCENE_SIZE[0] / (at(SCENE_SIZE[0], 0.0)[0] - at(0.0, 0.0)[0]) + 1.0;
+    let tol = one_screen_pixel(&at);
     assert!(near(&view_box(&d), &SQUARE, tol), "{:?}", view_box(&d));
     assert_eq!(d["caption"], "a black square");
     let wide = browser.js(

@@ -7,17 +7,19 @@ use wasm_bindgen::{Clamped, JsCast};
 use super::browser::{blob_url, save_url};
 use super::regions::{Photo, Region, RegionState};
 
+/// `value` as JSON that reads as `dynrefer describe` prints it: through JSON text, so that an
+/// f32 score stays `0.66`, not the f64 `0.6600000262260437`.
+pub fn as_printed(value: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_string(value).ok().and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default()
+}
+
 /// The regions as one JSON document.
 pub fn regions_json(photo: &Photo, regions: &[Region]) -> serde_json::Value {
     let entries: Vec<serde_json::Value> = regions
         .iter()
         .map(|r| {
             let mut entry = match &r.state {
-                // through JSON text, so that every score reads as `dynrefer describe` prints it
-                RegionState::Described(d) => serde_json::to_string(&**d)
-                    .ok()
-                    .and_then(|text| serde_json::from_str(&text).ok())
-                    .unwrap_or_default(),
+                RegionState::Described(d) => as_printed(&**d),
                 RegionState::Failed(e) => serde_json::json!({ "error": e }),
                 RegionState::Pending => serde_json::json!({ "pending": true }),
             };

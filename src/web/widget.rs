@@ -23,6 +23,7 @@ use super::browser::now_ms;
 use super::regions::{Job, Outcome, Photo, Regions, Runs, SETTLE_MS, Status, describe_pending, parse_boxes};
 use super::results::Results;
 use super::stage::{Stage, ViewStrip};
+use super::export::as_printed;
 use super::{backend, load};
 use crate::describe::{DescribeOptions, Describer};
 use crate::photo::{DEFAULT_MAX_PIXELS, decode_photo};
@@ -85,11 +86,8 @@ impl Attrs {
 }
 
 fn emit(host: &web_sys::HtmlElement, name: &str, detail: &impl Serialize) {
-    // through JSON text, so that every number reads as `dynrefer describe` prints it
-    let value = serde_json::to_string(detail).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-    let detail = value
-        .and_then(|v| v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).ok())
-        .unwrap_or(JsValue::NULL);
+    let detail =
+        as_printed(detail).serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::NULL);
     let init = web_sys::CustomEventInit::new();
     init.set_detail(&detail);
     init.set_bubbles(true);
@@ -130,11 +128,6 @@ fn mount(host: web_sys::HtmlElement, root: web_sys::ShadowRoot, base: String) ->
     callbacks.into()
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    message: &'a str,
-}
-
 #[component]
 fn Widget(host: web_sys::HtmlElement, attrs: RwSignal<Attrs>) -> impl IntoView {
     let status = RwSignal::new(Status::Loading);
@@ -162,7 +155,7 @@ fn Widget(host: web_sys::HtmlElement, attrs: RwSignal<Attrs>) -> impl IntoView {
 
     let fail = move |message: String| {
         status.set(Status::Error(message.clone()));
-        emit(&host.get_value(), "dynrefer-error", &ErrorDetail { message: &message });
+        emit(&host.get_value(), "dynrefer-error", &serde_json::json!({ "message": message }));
     };
 
     // Describes the pending regions in one run; its result lists every region.

@@ -342,18 +342,17 @@ impl Browser {
 
     /// Drags the mouse from one viewport point to another.
     pub fn drag(&self, from: [f64; 2], to: [f64; 2]) {
-        let mv = |p: [f64; 2], ms: u64| json!({"type": "pointerMove", "duration": ms, "x": p[0].round() as i64, "y": p[1].round() as i64});
-        let actions = json!({"actions": [{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"}, "actions": [
-            mv(from, 0), {"type": "pointerDown", "button": 0}, mv([(from[0] + to[0]) / 2.0, (from[1] + to[1]) / 2.0], 100),
-            mv(to, 100), {"type": "pointerUp", "button": 0}
-        ]}]});
-        self.cmd("POST", "/actions", Some(actions));
+        self.pointer_drag("mouse", from, to);
     }
 
     /// Drags a finger from one viewport point to another.
     pub fn touch_drag(&self, from: [f64; 2], to: [f64; 2]) {
+        self.pointer_drag("touch", from, to);
+    }
+
+    fn pointer_drag(&self, pointer: &str, from: [f64; 2], to: [f64; 2]) {
         let mv = |p: [f64; 2], ms: u64| json!({"type": "pointerMove", "duration": ms, "x": p[0].round() as i64, "y": p[1].round() as i64});
-        let actions = json!({"actions": [{"type": "pointer", "id": "finger", "parameters": {"pointerType": "touch"}, "actions": [
+        let actions = json!({"actions": [{"type": "pointer", "id": pointer, "parameters": {"pointerType": pointer}, "actions": [
             mv(from, 0), {"type": "pointerDown", "button": 0}, mv([(from[0] + to[0]) / 2.0, (from[1] + to[1]) / 2.0], 100),
             mv(to, 100), {"type": "pointerUp", "button": 0}
         ]}]});
