@@ -1,6 +1,6 @@
 //! Training, small: `dynrefer scenes` writes what it says, a few steps on one fixed batch lower the
-//! loss, and a run stopped half way and resumed from its checkpoint ends where an uninterrupted
-//! run ends.
+//! loss, a run stopped half way or crashed while writing a checkpoint and resumed from its
+//! checkpoint ends where an uninterrupted run ends, and a resume with other flags is refused.
 
 mod common;
 
@@ -10,7 +10,7 @@ use burn::prelude::Device;
 use dynrefer::bundle::Quant;
 use dynrefer::convert::vocab::attribute_prompts;
 use dynrefer::scenes::{self, Rng};
-use dynrefer::train::{TrainOptions, Trainer};
+use dynrefer::train::{ChangedFlag, TrainError, TrainOptions, Trainer};
 
 fn dynrefer(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_dynrefer")).args(args).output().unwrap()
@@ -96,6 +96,7 @@ fn options(data: &Path, out: &Path, steps: usize) -> TrainOptions {
         name: "test".into(),
         tag_threshold: 0.5,
         tag_drop: 0.0,
+        allow_changed_flags: false,
     }
 }
 
@@ -127,26 +128,88 @@ fn shards(bundle: &Path) -> Vec<String> {
     manifest["shards"].as_array().unwrap().iter().map(|s| s["sha256"].as_str().unwrap().to_string()).collect()
 }
 
+/// The files of a checkpoints folder, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// `dynrefer train` on `annotations` into `out` with these tests' flags, each of `flags` replacing
+/// or adding one; `crash` sets the checkpoint writer's fault point (`POINT@STEP`: the process
+/// aborts there).
+fn train_run(annotations: &Path, out: &Path, flags: &[(&str, &str)], crash: Option<&str>) -> std::process::Output {
+    let mut all =
+        vec![("--steps", "6"), ("--batch", "3"), ("--warmup", "2"), ("--checkpoint-every", "2"), ("--seed", "4")];
+    for &(flag, value) in flags {
+        match all.iter_mut().find(|(f, _)| *f == flag) {
+            Some(known) => known.1 = value,
+            None => all.push((flag, value)),
+        }
+    }
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dynrefer"));
+    command.args(["train", "--data", annotations.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    // a flag without a value (a switch) is given with an empty one
+    command.args(all.iter().flat_map(|&(f, v)| [f, v]).filter(|a| !a.is_empty()));
+    if let Some(point) = crash {
+        command.env("DYNREFER_CHECKPOINT_CRASH", point);
+    }
+    command.output().unwrap()
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
-fn a_stopped_run_resumes_from_its_checkpoint() {
+fn a_stopped_or_crashed_run_resumes_from_its_checkpoint() {
     let data = scenes_in("resume", 3, 9);
     let dir = common::scratch_dir("train", "resume-models");
     let annotations = data.join(scenes::ANNOTATIONS);
-    let train = |out: &Path, extra: &[&str]| {
-        let mut args = vec!["train", "--data", annotations.to_str().unwrap(), "--out", out.to_str().unwrap()];
-        args.extend(["--steps", "6", "--batch", "3", "--warmup", "2", "--checkpoint-every", "2", "--seed", "4"]);
-        args.extend(extra);
-        run_ok(&args)
+    let train = |out: &Path, flags: &[(&str, &str)]| {
+        let run = train_run(&annotations, out, flags, None);
+        assert!(run.status.success(), "{}", stderr_of(&run));
+        (serde_json::from_slice::<serde_json::Value>(&run.stdout).unwrap(), stderr_of(&run))
     };
     let straight = dir.join("straight");
     train(&straight, &[]);
     let resumed = dir.join("resumed");
-    let (paused, _) = train(&resumed, &["--stop-after", "3"]);
+    let (paused, _) = train(&resumed, &[("--stop-after", "3")]);
     assert_eq!(paused["step"], 3);
     assert!(!resumed.join("manifest.json").exists(), "no bundle before the last step");
     let (_, stderr) = train(&resumed, &[]);
     assert!(stderr.contains("resumed from the checkpoint at step 3"), "{stderr}");
     assert_eq!(shards(&resumed), shards(&straight), "the resumed run ends where the straight one does");
+
+    // A crash at each point of the checkpoint at step 4 (generation 1 after step 2's 0): before the
+    // pointer names the new folder the run resumes from step 2, after it from step 4, and either
+    // way it ends where the straight run does, with only the last checkpoint left.
+    for (point, resumed_at) in [("files", 2), ("pointer", 2), ("cleanup", 4)] {
+        let out = dir.join(format!("crash-{point}"));
+        let checkpoints = out.with_extension("checkpoints");
+        let crashed = train_run(&annotations, &out, &[], Some(&format!("{point}@4")));
+        assert!(!crashed.status.success(), "{point}: the fault point aborts the run");
+        let latest = std::fs::read_to_string(checkpoints.join("LATEST")).unwrap();
+        let left = listing(&checkpoints);
+        match point {
+            "files" => assert_eq!(left, ["LATEST", "checkpoint-0", "checkpoint-1"], "{point}"),
+            "pointer" => assert_eq!(left, ["LATEST", "LATEST.tmp", "checkpoint-0", "checkpoint-1"], "{point}"),
+            _ => assert_eq!(left, ["LATEST", "checkpoint-0", "checkpoint-1"], "{point}"),
+        }
+        let current = if resumed_at == 2 { "checkpoint-0" } else { "checkpoint-1" };
+        assert_eq!(latest.trim(), current, "{point}");
+        if point == "files" {
+            // what a crash in the middle of writing the new folder leaves: half of its files
+            std::fs::remove_file(checkpoints.join("checkpoint-1/state.json")).unwrap();
+            let model = checkpoints.join("checkpoint-1/model.bpk");
+            std::fs::write(&model, &std::fs::read(&model).unwrap()[..100]).unwrap();
+        }
+        let (_, stderr) = train(&out, &[]);
+        assert!(stderr.contains(&format!("resumed from the checkpoint at step {resumed_at}")), "{point}: {stderr}");
+        assert_eq!(shards(&out), shards(&straight), "{point}: the resumed run ends where the straight one does");
+        assert_eq!(listing(&checkpoints), ["LATEST", "checkpoint-2"], "{point}");
+    }
 
     // the bundle describes, and an eval of it runs through the same regions
     let report = eval(&resumed, &annotations, &["--beams", "1", "--limit", "4"]);
@@ -156,6 +219,65 @@ fn a_stopped_run_resumes_from_its_checkpoint() {
     let set = describer.class_set(&["red circle".into(), "star".into()]).unwrap();
     assert_eq!(set.names, ["red circle", "star"]);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A resume with other values of the flags that change the result is refused with each of them
+/// named, saved and given; `--allow-changed-flags` goes on with the new ones.
+#[test]
+fn a_resume_with_other_flags_is_refused_unless_allowed() {
+    let data = scenes_in("flags", 3, 9);
+    let annotations = data.join(scenes::ANNOTATIONS);
+    let models = common::scratch_dir("train", "flags-model");
+    let out = models.join("model");
+    let saved = [("--lr", "0.001"), ("--weight-decay", "0.05"), ("--tag-drop", "0.3")];
+    let run = |data: &Path, flags: &[(&str, &str)]| train_run(data, &out, &[&saved[..], flags].concat(), None);
+    let first = run(&annotations, &[("--stop-after", "1")]);
+    assert!(first.status.success(), "{}", stderr_of(&first));
+
+    let cases: [(&[(&str, &str)], &str); 8] = [
+        (&[("--lr", "0.002")], "--lr 0.002 (saved 0.001)"),
+        (&[("--seed", "5")], "--seed 5 (saved 4)"),
+        (&[("--steps", "7")], "--steps 7 (saved 6)"),
+        (&[("--warmup", "3")], "--warmup 3 (saved 2)"),
+        (&[("--batch", "2")], "--batch 2 (saved 3)"),
+        (&[("--weight-decay", "0.1")], "--weight-decay 0.1 (saved 0.05)"),
+        (&[("--tag-drop", "0.5")], "--tag-drop 0.5 (saved 0.3)"),
+        (&[("--lr", "0.002"), ("--seed", "5")], "--seed 5 (saved 4), --lr 0.002 (saved 0.001)"),
+    ];
+    for (changed, needle) in cases {
+        let refused = run(&annotations, &[changed, &[("--stop-after", "2")]].concat());
+        let needles = [needle, "the checkpoint at step 1 was saved by a run with other flags", "--allow-changed-flags"];
+        common::assert_fails(&refused, &format!("{changed:?}"), &needles);
+    }
+    // other annotations, with the same vocabulary files beside them
+    let fewer = data.join("fewer.jsonl");
+    let lines = std::fs::read_to_string(&annotations).unwrap();
+    std::fs::write(&fewer, lines.lines().skip(1).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    let refused = run(&fewer, &[("--stop-after", "2")]);
+    common::assert_fails(
+        &refused,
+        "other data",
+        &["--data annotations with SHA-256 ", "(saved annotations with SHA-256 "],
+    );
+
+    // the typed error names each flag
+    let mut opts = options(&data, &out, 6);
+    (opts.batch, opts.warmup, opts.seed, opts.lr, opts.tag_drop) = (3, 2, 4, 0.002, 0.3);
+    let Err(TrainError::ChangedFlags { step, changed, .. }) = Trainer::new(&opts, &Device::flex()) else {
+        panic!("the lr change is refused")
+    };
+    assert_eq!(step, 1);
+    let lr = ChangedFlag { flag: "lr", saved: "0.001".into(), given: "0.002".into() };
+    assert_eq!(changed, [lr]);
+
+    // allowed, the run goes on with the new values, which its next checkpoint keeps
+    let resumed = run(&annotations, &[("--lr", "0.002"), ("--allow-changed-flags", ""), ("--stop-after", "2")]);
+    assert!(resumed.status.success(), "{}", stderr_of(&resumed));
+    assert!(stderr_of(&resumed).contains("resumed from the checkpoint at step 1"), "{}", stderr_of(&resumed));
+    let again = run(&annotations, &[("--lr", "0.002"), ("--stop-after", "3")]);
+    assert!(again.status.success(), "{}", stderr_of(&again));
+    assert!(stderr_of(&again).contains("resumed from the checkpoint at step 2"), "{}", stderr_of(&again));
+    let _ = std::fs::remove_dir_all(&models);
 }
 
 /// The built-in model (`www/model`, made by `tools/train-demo-model.sh`) on held-out scenes of

@@ -213,6 +213,11 @@ struct TrainArgs {
     /// The chance of leaving each true tag out of the caption's control words while training.
     #[arg(long, default_value_t = 0.3)]
     tag_drop: f64,
+    /// Resume the checkpoint even where it was saved with other values of --seed, --lr, --steps,
+    /// --warmup, --batch, --weight-decay, --tag-drop or other --data (refused otherwise, since the
+    /// result would then differ from an uninterrupted run's); the new values apply from there on.
+    #[arg(long)]
+    allow_changed_flags: bool,
     /// cpu (burn's CPU backend) or gpu (burn's wgpu backend; build with --features wgpu).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -632,6 +637,7 @@ fn run_train(args: &TrainArgs) -> Result<(), Failure> {
         name: args.name.clone(),
         tag_threshold: args.tag_threshold,
         tag_drop: args.tag_drop,
+        allow_changed_flags: args.allow_changed_flags,
     };
     let tty = std::io::stderr().is_terminal();
     let started = Instant::now();

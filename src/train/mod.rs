@@ -1,8 +1,11 @@
 //! `dynrefer train`: DynRefer trained end to end on annotated regions (such as the shapes world's,
 //! [`crate::scenes`]), from scratch at [`world::shapes_config`]'s size or from a bundle, on burn's
 //! autodiff. AdamW with a linear warm-up and a cosine schedule; checkpoints (model, optimizer,
-//! step, text resources) every few steps, from which a later run resumes; the result is a bundle.
+//! step, the run's flags, text resources) every few steps, written so that a crash leaves the
+//! previous one whole (see the `checkpoint` module), from which a later run with the same flags resumes; the
+//! result is a bundle.
 
+mod checkpoint;
 pub mod data;
 pub mod eval;
 pub mod loss;
@@ -38,6 +41,26 @@ pub enum TrainError {
     Open(#[from] crate::describe::OpenError),
     #[error(transparent)]
     Convert(#[from] crate::convert::ConvertError),
+    #[error(
+        "{path}: the checkpoint at step {step} was saved by a run with other flags: {}; resume with the saved \
+         values, or pass --allow-changed-flags to go on with the new ones",
+        changed.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    ChangedFlags { path: String, step: usize, changed: Vec<ChangedFlag> },
+}
+
+/// A flag whose value differs from the one a checkpoint was saved with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangedFlag {
+    pub flag: &'static str,
+    pub saved: String,
+    pub given: String,
+}
+
+impl std::fmt::Display for ChangedFlag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "--{} {} (saved {})", self.flag, self.given, self.saved)
+    }
 }
 
 /// How a run of [`train`] ended.
@@ -76,6 +99,60 @@ pub struct TrainOptions {
     pub name: String,
     pub tag_threshold: f32,
     pub tag_drop: f64,
+    /// Resume a checkpoint saved with other values of the flags that change the result (seed, lr,
+    /// steps, warm-up, batch, weight decay, tag drop, data) instead of refusing it.
+    pub allow_changed_flags: bool,
+}
+
+/// The flags of a run that change its result, saved with each checkpoint: a resumed run must
+/// give the same ones to end where an uninterrupted run would.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct RunFlags {
+    seed: u64,
+    lr: f64,
+    steps: usize,
+    warmup: usize,
+    batch: usize,
+    weight_decay: f32,
+    tag_drop: f64,
+    /// The annotations file's SHA-256: the same data may sit elsewhere on a resume.
+    data_sha256: String,
+}
+
+impl RunFlags {
+    fn new(opts: &TrainOptions) -> Result<RunFlags, TrainError> {
+        let data = std::fs::read(&opts.data).map_err(|e| file_err(&opts.data, e))?;
+        Ok(RunFlags {
+            seed: opts.seed,
+            lr: opts.lr,
+            steps: opts.steps,
+            warmup: opts.warmup,
+            batch: opts.batch,
+            weight_decay: opts.weight_decay,
+            tag_drop: opts.tag_drop,
+            data_sha256: crate::bundle::sha256_hex(&data),
+        })
+    }
+
+    /// The flags of `given` that differ from these, named as on the command line.
+    fn changed(&self, given: &RunFlags) -> Vec<ChangedFlag> {
+        let mut changed = Vec::new();
+        let mut check = |flag: &'static str, saved: String, given: String| {
+            if saved != given {
+                changed.push(ChangedFlag { flag, saved, given });
+            }
+        };
+        check("seed", self.seed.to_string(), given.seed.to_string());
+        check("lr", self.lr.to_string(), given.lr.to_string());
+        check("steps", self.steps.to_string(), given.steps.to_string());
+        check("warmup", self.warmup.to_string(), given.warmup.to_string());
+        check("batch", self.batch.to_string(), given.batch.to_string());
+        check("weight-decay", self.weight_decay.to_string(), given.weight_decay.to_string());
+        check("tag-drop", self.tag_drop.to_string(), given.tag_drop.to_string());
+        let sha = |s: &str| format!("annotations with SHA-256 {}…", s.get(..16).unwrap_or(s));
+        check("data", sha(&self.data_sha256), sha(&given.data_sha256));
+        changed
+    }
 }
 
 /// What the progress display shows after each step.
@@ -108,16 +185,10 @@ pub enum Event<'a> {
 #[derive(Serialize, Deserialize)]
 struct State {
     step: usize,
-    seed: u64,
+    flags: RunFlags,
     config: DynReferConfig,
     names: VocabularyNames,
 }
-
-const STATE: &str = "state.json";
-const MODEL: &str = "model.bpk";
-const OPTIMIZER: &str = "optimizer.bpk";
-const TOKENIZER: &str = "tokenizer.json";
-const BPE: &str = "clip_bpe.txt.gz";
 
 /// Learning rate at `step`: linear warm-up, then a cosine down to a tenth.
 pub fn learning_rate(step: usize, opts: &TrainOptions) -> f64 {
@@ -222,33 +293,37 @@ struct Start {
 
 fn start(
     opts: &TrainOptions,
+    flags: &RunFlags,
     names: &VocabularyNames,
     prompt_texts: &[String],
     captions: &[String],
     device: &Device,
 ) -> Result<Start, TrainError> {
-    let state_path = opts.checkpoints.join(STATE);
-    if state_path.exists() {
-        let read = |file: &str| {
-            std::fs::read(opts.checkpoints.join(file)).map_err(|e| file_err(&opts.checkpoints.join(file), e))
-        };
-        let state: State = serde_json::from_slice(&read(STATE)?).map_err(|e| file_err(&state_path, e))?;
+    if let Some(dir) = checkpoint::current(&opts.checkpoints)? {
+        use checkpoint::{BPE, MODEL, OPTIMIZER, STATE, TOKENIZER};
+        let read = |file: &str| std::fs::read(dir.join(file)).map_err(|e| file_err(&dir.join(file), e));
+        let state: State = serde_json::from_slice(&read(STATE)?).map_err(|e| file_err(&dir.join(STATE), e))?;
         if state.names != *names {
             return Err(file_err(
                 &opts.checkpoints,
                 "was trained on other vocabulary files than the data's: pick another --checkpoints folder",
             ));
         }
+        let changed = state.flags.changed(flags);
+        if !changed.is_empty() && !opts.allow_changed_flags {
+            let path = opts.checkpoints.display().to_string();
+            return Err(TrainError::ChangedFlags { path, step: state.step, changed });
+        }
         let mut model = state.config.init(device);
-        let mut store = BurnpackStore::from_file(opts.checkpoints.join(MODEL));
-        model.load_from(&mut store).map_err(|e| file_err(&opts.checkpoints.join(MODEL), e))?;
+        let mut store = BurnpackStore::from_file(dir.join(MODEL));
+        model.load_from(&mut store).map_err(|e| file_err(&dir.join(MODEL), e))?;
         return Ok(Start {
             model,
             config: state.config,
             tokenizer_json: read(TOKENIZER)?,
             bpe: read(BPE)?,
             step: state.step,
-            optimizer: Some(opts.checkpoints.join(OPTIMIZER)),
+            optimizer: Some(dir.join(OPTIMIZER)),
         });
     }
     if let Some(bundle) = &opts.from {
@@ -278,29 +353,6 @@ fn start(
     device.seed(opts.seed);
     let model = config.init(device).map(&mut TrainingInit { path: vec![], device: device.clone() });
     Ok(Start { model, config, tokenizer_json: tokenizer_json.into_bytes(), bpe, step: 0, optimizer: None })
-}
-
-fn save_checkpoint(
-    dir: &Path,
-    state: &State,
-    model: &DynRefer,
-    optimizer: &ModuleOptimizer,
-    text: (&[u8], &[u8]),
-) -> Result<(), TrainError> {
-    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
-    // written beside, then renamed: an interrupted save leaves the previous checkpoint whole
-    let tmp = |file: &str| dir.join(format!("{file}.tmp"));
-    let mut store = BurnpackStore::from_file(tmp(MODEL)).overwrite(true).auto_extension(false);
-    model.save_into(&mut store).map_err(|e| file_err(&tmp(MODEL), e))?;
-    optimizer.save(tmp(OPTIMIZER)).map_err(|e| file_err(&tmp(OPTIMIZER), e))?;
-    std::fs::write(tmp(TOKENIZER), text.0).map_err(|e| file_err(&tmp(TOKENIZER), e))?;
-    std::fs::write(tmp(BPE), text.1).map_err(|e| file_err(&tmp(BPE), e))?;
-    std::fs::write(tmp(STATE), serde_json::to_vec_pretty(state).expect("JSON"))
-        .map_err(|e| file_err(&tmp(STATE), e))?;
-    for file in [MODEL, OPTIMIZER, TOKENIZER, BPE, STATE] {
-        std::fs::rename(tmp(file), dir.join(file)).map_err(|e| file_err(&dir.join(file), e))?;
-    }
-    Ok(())
 }
 
 /// The examples of the whole run in order: epochs of a seeded shuffle, so that a resumed run
@@ -335,6 +387,7 @@ pub struct Trainer {
     pub tokenizer: T5Tokenizer,
     /// Steps done so far (a resumed run starts at its checkpoint's).
     pub step: usize,
+    flags: RunFlags,
     optim: ModuleOptimizer,
     vocab: VocabTokens,
     tokenizer_json: Vec<u8>,
@@ -355,8 +408,9 @@ impl Trainer {
         let captions: Vec<String> = annotations.iter().map(|a| a.caption.clone()).collect();
         let plain = device.clone();
         let device = device.clone().autodiff();
+        let flags = RunFlags::new(opts)?;
         let Start { model, config, tokenizer_json, bpe, step, optimizer } =
-            start(opts, &names, &prompt_texts, &captions, &device)?;
+            start(opts, &flags, &names, &prompt_texts, &captions, &device)?;
         let tokenizer =
             T5Tokenizer::from_json(&tokenizer_json, config.max_txt_len).map_err(|e| TrainError::Data(e.to_string()))?;
         let clip_bpe = ClipBpe::from_gzip(&bpe).map_err(|e| TrainError::Data(e.to_string()))?;
@@ -375,7 +429,21 @@ impl Trainer {
         if let Some(path) = optimizer {
             optim = optim.load(&path).map_err(|e| file_err(&path, e))?;
         }
-        Ok(Trainer { model, config, names, tokenizer, step, optim, vocab, tokenizer_json, bpe, resumed, device, plain })
+        Ok(Trainer {
+            model,
+            config,
+            names,
+            tokenizer,
+            step,
+            flags,
+            optim,
+            vocab,
+            tokenizer_json,
+            bpe,
+            resumed,
+            device,
+            plain,
+        })
     }
 
     /// The data's regions with their views built at the model's size.
@@ -416,9 +484,15 @@ impl Trainer {
         (first.unwrap_or(last), last)
     }
 
-    pub fn save_checkpoint(&self, dir: &Path, seed: u64) -> Result<(), TrainError> {
-        let state = State { step: self.step, seed, config: self.config.clone(), names: self.names.clone() };
-        save_checkpoint(dir, &state, &self.model, &self.optim, (&self.tokenizer_json, &self.bpe))
+    /// Saves a checkpoint into `dir` and makes it the one a later run resumes from.
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<(), TrainError> {
+        let state = State {
+            step: self.step,
+            flags: self.flags.clone(),
+            config: self.config.clone(),
+            names: self.names.clone(),
+        };
+        checkpoint::save(dir, &state, &self.model, &self.optim, (&self.tokenizer_json, &self.bpe))
     }
 
     /// The trained model as a bundle of `opts.quant` in `opts.out`.
@@ -458,7 +532,7 @@ pub fn train(opts: &TrainOptions, device: &Device, mut event: impl FnMut(Event))
         let rate = ((step + 1 - first) * opts.batch) as f64 / started.elapsed().as_secs_f64();
         event(Event::Step(&StepReport { step: step + 1, steps: opts.steps, loss, lr, rate }));
         if (step + 1) % opts.checkpoint_every == 0 || step + 1 == last {
-            trainer.save_checkpoint(&opts.checkpoints, opts.seed)?;
+            trainer.save_checkpoint(&opts.checkpoints)?;
             event(Event::Checkpoint(step + 1));
         }
     }
