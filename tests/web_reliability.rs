@@ -180,6 +180,7 @@ fn storage_faults_are_survived() {
 fn hostile_bundles_are_refused_by_the_page_and_the_widget() {
     let root = common::scratch_dir("web-hostile", "bundles");
     let cases = hostile::bundles(&root);
+    assert_eq!(cases.len(), 16, "the README counts sixteen");
     let server = StaticServer::start(&dist());
     server.mount("/hostile/", &root);
     let browser = Browser::start(false);
@@ -448,9 +449,16 @@ fn bench_soak_widgets() {
     widget_soak(300, 50);
 }
 
+/// The photos the page keeps in Cache Storage for a reload after a lost GPU.
+fn kept_photos(browser: &Browser) -> Value {
+    browser.js_async("return (await (await caches.open('dynrefer-session')).keys()).map(r => r.url);", json!([]))
+}
+
 /// A lost GPU (the test destroys the page's WebGPU devices, which `gpu-watch.js` keeps): the page
 /// reloads itself onto a new device, takes the model from Cache Storage, and describes the same
-/// box with the same options again; after the third loss in the tab it computes on the CPU.
+/// box with the same options again; after the third loss in the tab it computes on the CPU. The
+/// photo is kept in Cache Storage only across each reload: never before a loss, never after the
+/// page has taken it back, and a copy a closed tab left behind is deleted by the next page.
 #[test]
 #[ignore = "needs dist/ (trunk build) and chromedriver: run by tools/test.sh"]
 fn a_lost_gpu_is_recovered_then_the_cpu_takes_over() {
@@ -466,6 +474,7 @@ fn a_lost_gpu_is_recovered_then_the_cpu_takes_over() {
     browser.type_into(".box-text", &format!("{SQUARE_BOX}\n"));
     assert_eq!(browser.wait_status("three beams", Duration::from_secs(120), settled), "done");
     let before: Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();
+    assert_eq!(kept_photos(&browser), json!([]), "an opened photo stays in the page");
     for loss in 1..=3 {
         browser.js("window.__beforeLoss = true; window.__dynreferGpuDevices.forEach(d => d.destroy());", json!([]));
         let t0 = Instant::now();
@@ -492,9 +501,23 @@ fn a_lost_gpu_is_recovered_then_the_cpu_takes_over() {
             t0.elapsed().as_millis()
         );
         assert_eq!(backend, if loss < 3 { "webgpu" } else { "cpu" }, "loss {loss}");
+        assert_eq!(kept_photos(&browser), json!([]), "loss {loss}: the restored page took its photo back");
     }
     let adapter = browser.role_text("adapter").unwrap();
     assert!(adapter.contains("the GPU was lost 3 times"), "{adapter}");
+    // a copy left by a tab that closed while it reloaded (written an hour ago) goes at the next start
+    browser.js_async(
+        "const c = await caches.open('dynrefer-session'); \
+         await c.put(`/__dynrefer-session/photo-${Date.now() - 3600e3}`, new Response('old'));",
+        json!([]),
+    );
+    browser.goto(&server.url("/?again"));
+    browser.wait_status("the page again", Duration::from_secs(120), settled);
+    let t0 = Instant::now();
+    while kept_photos(&browser) != json!([]) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "a stale photo stays: {}", kept_photos(&browser));
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn same_box(a: &Value, b: &Value) -> bool {

@@ -16,7 +16,7 @@ cargo test --release --locked
 step "building the page"
 trunk build index.html --release
 
-step "the page in headless Chromium (CPU and WebGPU via SwiftShader), the widget on a strict host page, the page offline and on a phone"
-cargo test --release --locked --test web_page --test web_reliability --test web_features -- --ignored --skip bench --test-threads=1
+step "the page in headless Chromium (CPU and WebGPU via SwiftShader), the widget on a strict host page, the page offline, on a phone, on compressed and plain-http hosts"
+cargo test --release --locked --test web_page --test web_reliability --test web_features --test web_robustness -- --ignored --skip bench --test-threads=1
 
 step "all tests passed"

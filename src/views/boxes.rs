@@ -5,7 +5,9 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A region in image pixels, `[x1, y1, x2, y2]`, as the person drew it (fractions allowed).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Serialises as its four numbers.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct RegionBox(pub [f64; 4]);
 
 /// Why a box given as text or numbers was refused.
@@ -53,6 +55,73 @@ impl FromStr for RegionBox {
 }
 
 impl RegionBox {
+    /// Several boxes as the widget's `boxes` attribute writes them: `x1,y1,x2,y2;x1,y1,x2,y2;…`
+    /// (empty entries are skipped). Each is checked as [`FromStr`] does; the error names the box.
+    pub fn parse_list(text: &str) -> Result<Vec<RegionBox>, String> {
+        text.split(';')
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .map(|b| b.parse::<RegionBox>().map_err(|e| format!("box {b:?}: {e}")))
+            .collect()
+    }
+
+    /// The box spanned by two corners, in either order.
+    pub fn spanning(a: [f64; 2], b: [f64; 2]) -> RegionBox {
+        RegionBox([a[0].min(b[0]), a[1].min(b[1]), a[0].max(b[0]), a[1].max(b[1])])
+    }
+
+    /// A box a third of the image's sides, in its middle, on whole pixels.
+    pub fn middle_of(width: u32, height: u32) -> RegionBox {
+        let (w, h) = (f64::from(width), f64::from(height));
+        RegionBox([w / 3.0, h / 3.0, 2.0 * w / 3.0, 2.0 * h / 3.0].map(f64::round))
+    }
+
+    /// The box as the page writes it: `x1,y1,x2,y2` to a tenth of a pixel.
+    pub fn to_text(self) -> String {
+        self.0.map(|v| format!("{}", (v * 10.0).round() / 10.0)).join(",")
+    }
+
+    pub fn width(self) -> f64 {
+        self.0[2] - self.0[0]
+    }
+
+    pub fn height(self) -> f64 {
+        self.0[3] - self.0[1]
+    }
+
+    pub fn area(self) -> f64 {
+        self.width() * self.height()
+    }
+
+    /// Whether the point `at` lies in the box (its edges included).
+    pub fn contains(self, at: [f64; 2]) -> bool {
+        let [x1, y1, x2, y2] = self.0;
+        x1 <= at[0] && at[0] <= x2 && y1 <= at[1] && at[1] <= y2
+    }
+
+    /// The box moved by `d`, as far as the image allows: a box that touches an edge stops there.
+    /// On an axis where the box is wider than the image (it can be, restored or typed before
+    /// the photo changed) it does not move at all.
+    pub fn nudged(self, d: [f64; 2], width: u32, height: u32) -> RegionBox {
+        let [x1, y1, x2, y2] = self.0;
+        let dx = shift_within(d[0], x1, x2, f64::from(width));
+        let dy = shift_within(d[1], y1, y2, f64::from(height));
+        RegionBox([x1 + dx, y1 + dy, x2 + dx, y2 + dy])
+    }
+
+    /// The box with its right and bottom sides moved by `d`: at least a pixel wide and high where
+    /// the image leaves room for that, never past the image's right or bottom edge, and never
+    /// past its own left or top side.
+    pub fn resized(self, d: [f64; 2], width: u32, height: u32) -> RegionBox {
+        let [x1, y1, x2, y2] = self.0;
+        let side = |lo: f64, hi: f64, d: f64, limit: f64| {
+            let max = limit.max(hi);
+            let min = (lo + 1.0).min(max);
+            (hi + d).max(min).min(max)
+        };
+        RegionBox([x1, y1, side(x1, x2, d[0], f64::from(width)), side(y1, y2, d[1], f64::from(height))])
+    }
+
     /// Checks the box against an image of `width` x `height` pixels.
     pub fn validate(self, width: u32, height: u32) -> Result<Self, BoxError> {
         let [x1, y1, x2, y2] = self.0;
@@ -67,6 +136,13 @@ impl RegionBox {
         }
         Ok(self)
     }
+}
+
+/// How far a span `lo..hi` may move by `d` and stay in `0..limit`: `d`, or less toward an edge;
+/// nothing when the span does not fit at all.
+fn shift_within(d: f64, lo: f64, hi: f64, limit: f64) -> f64 {
+    let (least, most) = (-lo, limit - hi);
+    if least > most { 0.0 } else { d.max(least).min(most) }
 }
 
 /// The official degenerate-side fix (the polygon → box step): a side of at most one pixel is
@@ -155,6 +231,59 @@ mod tests {
         assert!(matches!(b("1,5,10,51"), Err(BoxError::OutsideImage { .. })));
         assert!(b("0,0,100,50").is_ok());
         assert!(b("10.4,20.7,11.1,40.2").is_ok());
+    }
+
+    #[test]
+    fn parses_lists_and_writes_text() {
+        let list = RegionBox::parse_list(" 1,2,3,4 ; ;5.25,6,7,8;").unwrap();
+        assert_eq!(list, [RegionBox([1.0, 2.0, 3.0, 4.0]), RegionBox([5.25, 6.0, 7.0, 8.0])]);
+        let err = RegionBox::parse_list("1,2,3,4;1,2,x,4").unwrap_err();
+        assert_eq!(err, "box \"1,2,x,4\": \"x\" is not a number");
+        assert_eq!(RegionBox([1.0, 2.25, 3.04, 400.0]).to_text(), "1,2.3,3,400");
+        assert_eq!(serde_json::to_string(&RegionBox([1.0, 2.5, 3.0, 4.0])).unwrap(), "[1.0,2.5,3.0,4.0]");
+    }
+
+    #[test]
+    fn spans_holds_and_middles() {
+        let b = RegionBox::spanning([30.0, 5.0], [10.0, 25.0]);
+        assert_eq!(b, RegionBox([10.0, 5.0, 30.0, 25.0]));
+        assert_eq!((b.width(), b.height(), b.area()), (20.0, 20.0, 400.0));
+        assert!(b.contains([10.0, 25.0]) && b.contains([20.0, 6.0]));
+        assert!(!b.contains([9.9, 6.0]) && !b.contains([20.0, 25.1]));
+        assert_eq!(RegionBox::middle_of(640, 100), RegionBox([213.0, 33.0, 427.0, 67.0]));
+    }
+
+    #[test]
+    fn nudges_stay_inside_the_image() {
+        let b = RegionBox([10.0, 10.0, 50.0, 40.0]);
+        assert_eq!(b.nudged([-3.0, 2.0], 640, 100), RegionBox([7.0, 12.0, 47.0, 42.0]));
+        // stops at the edges
+        assert_eq!(b.nudged([-30.0, 100.0], 640, 100), RegionBox([0.0, 70.0, 40.0, 100.0]));
+        // a box wider than the photo (typed as 0,0,700,100 on a 640-px photo) moves on no axis
+        // where it does not fit, and never panics
+        let wide = RegionBox([0.0, 0.0, 700.0, 100.0]);
+        assert_eq!(wide.nudged([1.0, 0.0], 640, 100), wide);
+        assert_eq!(wide.nudged([-10.0, -1.0], 640, 200), wide);
+        assert_eq!(wide.nudged([0.0, 5.0], 640, 200), RegionBox([0.0, 5.0, 700.0, 105.0]));
+    }
+
+    #[test]
+    fn resizes_stay_inside_the_image() {
+        let b = RegionBox([10.0, 10.0, 50.0, 40.0]);
+        assert_eq!(b.resized([5.0, -5.0], 640, 100), RegionBox([10.0, 10.0, 55.0, 35.0]));
+        // at least a pixel, at most the image
+        assert_eq!(b.resized([-100.0, 100.0], 640, 100), RegionBox([10.0, 10.0, 11.0, 100.0]));
+        // a sliver at the right edge (half a pixel wide): Alt+← keeps it as it is
+        let sliver = RegionBox([639.5, 10.0, 640.0, 50.0]);
+        assert_eq!(sliver.resized([-1.0, 0.0], 640, 100), sliver);
+        assert_eq!(sliver.resized([1.0, 0.0], 640, 100), sliver);
+        // a box past the image (restored on a smaller photo) does not grow, and shrinks
+        let wide = RegionBox([0.0, 0.0, 700.0, 100.0]);
+        assert_eq!(wide.resized([1.0, 0.0], 640, 100), wide);
+        assert_eq!(wide.resized([-1.0, 0.0], 640, 100), RegionBox([0.0, 0.0, 699.0, 100.0]));
+        // no NaN or panic on odd input
+        let r = RegionBox([5.0, 5.0, 5.5, 5.5]).resized([-10.0, -10.0], 5, 5);
+        assert_eq!(r, RegionBox([5.0, 5.0, 5.5, 5.5]));
     }
 
     #[test]

@@ -69,8 +69,33 @@ pub fn save_url(url: String, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `object.name` where it is an object. Browsers leave out what needs a secure context (service
+/// workers, Cache Storage, the clipboard) on a page served over plain http from another machine;
+/// web-sys's getters would hand back `undefined` typed as the object, whose first method call throws.
+fn secure_only(object: &wasm_bindgen::JsValue, name: &str) -> Option<wasm_bindgen::JsValue> {
+    js_sys::Reflect::get(object, &name.into()).ok().filter(wasm_bindgen::JsValue::is_object)
+}
+
+/// The browser's Cache Storage, where the page may use it.
+pub fn caches() -> Option<web_sys::CacheStorage> {
+    secure_only(&web_sys::window()?.into(), "caches").map(JsCast::unchecked_into)
+}
+
+/// The service worker container, where the page may register one.
+pub fn service_worker() -> Option<web_sys::ServiceWorkerContainer> {
+    secure_only(&web_sys::window()?.navigator().into(), "serviceWorker").map(JsCast::unchecked_into)
+}
+
+fn clipboard() -> Option<web_sys::Clipboard> {
+    secure_only(&web_sys::window()?.navigator().into(), "clipboard").map(JsCast::unchecked_into)
+}
+
+pub fn has_clipboard() -> bool {
+    clipboard().is_some()
+}
+
 /// Puts `text` on the clipboard.
 pub async fn copy_text(text: &str) -> Result<(), String> {
-    let clipboard = web_sys::window().ok_or("no window")?.navigator().clipboard();
+    let clipboard = clipboard().ok_or("this browser gives no clipboard to this page")?;
     JsFuture::from(clipboard.write_text(text)).await.map(drop).map_err(|_| "the browser refused the clipboard".into())
 }

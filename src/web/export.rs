@@ -47,22 +47,52 @@ pub fn save_json(photo: &Photo, regions: &[Region]) -> Result<(), String> {
 const BOX: &str = "#ff6b2c";
 const LABEL: &str = "rgba(20, 24, 33, 0.85)";
 
-pub fn save_png(photo: &Photo, regions: &[Region]) -> Result<(), String> {
-    let url = draw(photo, regions).map_err(|e| format!("the picture could not be drawn: {e:?}"))?;
-    save_url(url, &format!("{}-regions.png", stem(&photo.name)))
+/// The longest side of a saved picture. A photo of up to 100 megapixels can be opened; drawn at
+/// its size its RGBA copy alone would take 400 MB of the page's memory, which never shrinks, and
+/// more in the canvas and the PNG. A larger photo is drawn scaled down.
+const MAX_PICTURE_SIDE: u32 = 4096;
+/// Rows of the picture put on the canvas at a time.
+const STRIP_ROWS: usize = 256;
+
+/// Saves the photo with the boxes; says what was saved.
+pub fn save_png(photo: &Photo, regions: &[Region]) -> Result<String, String> {
+    let (url, [w, h]) = draw(photo, regions).map_err(|e| format!("the picture could not be drawn: {e:?}"))?;
+    save_url(url, &format!("{}-regions.png", stem(&photo.name)))?;
+    let (pw, ph) = (photo.image.width(), photo.image.height());
+    Ok(if [w, h] == [pw, ph] {
+        "saved the photo with its boxes".into()
+    } else {
+        format!("saved the photo with its boxes, scaled to {w}×{h} from {pw}×{ph}")
+    })
 }
 
-/// The photo at its size with every region's box, number and caption, as a PNG data URL.
-fn draw(photo: &Photo, regions: &[Region]) -> Result<String, wasm_bindgen::JsValue> {
+/// The photo with every region's box, number and caption, as a PNG data URL, and its size: the
+/// photo's, or less so that its longest side is at most [`MAX_PICTURE_SIDE`].
+fn draw(photo: &Photo, regions: &[Region]) -> Result<(String, [u32; 2]), wasm_bindgen::JsValue> {
     let (w, h) = (photo.image.width(), photo.image.height());
+    let scale = (f64::from(MAX_PICTURE_SIDE) / f64::from(w.max(h))).min(1.0);
+    let size = [w, h].map(|side| ((f64::from(side) * scale).round() as u32).max(1));
+    let scaled;
+    let image = if scale < 1.0 {
+        scaled = image::imageops::thumbnail(&*photo.image, size[0], size[1]);
+        &scaled
+    } else {
+        &*photo.image
+    };
     let document = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
     let canvas: web_sys::HtmlCanvasElement = document.create_element("canvas")?.unchecked_into();
-    canvas.set_width(w);
-    canvas.set_height(h);
+    canvas.set_width(size[0]);
+    canvas.set_height(size[1]);
     let ctx: web_sys::CanvasRenderingContext2d = canvas.get_context("2d")?.ok_or("no 2d context")?.unchecked_into();
-    let rgba: Vec<u8> = photo.image.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect();
-    let pixels = web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&rgba), w, h)?;
-    ctx.put_image_data(&pixels, 0.0, 0.0)?;
+    // a strip of rows at a time, so that the RGBA copy stays small
+    for (strip, rows) in image.as_raw().chunks(3 * size[0] as usize * STRIP_ROWS).enumerate() {
+        let rgba: Vec<u8> = rows.chunks_exact(3).flat_map(|p| [p[0], p[1], p[2], 255]).collect();
+        let height = (rgba.len() / 4) as u32 / size[0];
+        let pixels = web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&rgba), size[0], height)?;
+        ctx.put_image_data(&pixels, 0.0, (strip * STRIP_ROWS) as f64)?;
+    }
+    // the boxes and labels are drawn in the photo's pixels
+    ctx.scale(scale, scale)?;
     // lines and letters grow with the photo, so that they read the same on any size
     let unit = (f64::from(w.max(h)) / 400.0).max(1.0);
     let font = 12.0 * unit;
@@ -70,7 +100,7 @@ fn draw(photo: &Photo, regions: &[Region]) -> Result<String, wasm_bindgen::JsVal
     ctx.set_font(&format!("600 {font}px system-ui, sans-serif"));
     ctx.set_text_baseline("top");
     for r in regions {
-        let [x1, y1, x2, y2] = r.bbox;
+        let [x1, y1, x2, y2] = r.bbox.0;
         ctx.set_stroke_style_str(BOX);
         ctx.stroke_rect(x1, y1, x2 - x1, y2 - y1);
         let caption = match &r.state {
@@ -87,5 +117,5 @@ fn draw(photo: &Photo, regions: &[Region]) -> Result<String, wasm_bindgen::JsVal
         ctx.set_fill_style_str("#ffffff");
         ctx.fill_text(&caption, x + pad, y + pad)?;
     }
-    canvas.to_data_url_with_type("image/png")
+    Ok((canvas.to_data_url_with_type("image/png")?, size))
 }

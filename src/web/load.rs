@@ -121,7 +121,7 @@ async fn download_once(
             _ => Failure::Final(format!("HTTP {status}")),
         });
     }
-    let length = response.headers().get("content-length").ok().flatten().and_then(|l| l.parse::<u64>().ok());
+    let length = body_length(&response);
     if let Some(length) = length.filter(|&l| l > max_bytes) {
         abort.abort();
         return Err(Failure::Final(format!("{length} bytes, more than the {max_bytes} expected: refused")));
@@ -174,6 +174,24 @@ async fn download_once(
     }
 }
 
+/// The length of the body the page will read, where `Content-Length` tells it: only for a
+/// same-origin response that is not compressed. A host that compresses a file (`Content-Encoding:
+/// gzip`, as many do for JSON) sends the compressed length while the browser hands the page the
+/// decoded bytes; and a cross-origin response hides its `Content-Encoding` unless the host exposes
+/// it, so there the length cannot be trusted either. A body cut short of its `Content-Length` is
+/// still caught: the browser fails the read, and a bundle file must match its manifest's size and
+/// SHA-256.
+fn body_length(response: &web_sys::Response) -> Option<u64> {
+    let same_origin = js_sys::Reflect::get(response, &"type".into()).ok().and_then(|t| t.as_string());
+    let headers = response.headers();
+    let encoding = headers.get("content-encoding").ok().flatten().unwrap_or_default();
+    let plain = encoding.trim().is_empty() || encoding.trim().eq_ignore_ascii_case("identity");
+    if same_origin.as_deref() != Some("basic") || !plain {
+        return None;
+    }
+    headers.get("content-length").ok().flatten().and_then(|l| l.parse::<u64>().ok())
+}
+
 /// The largest photo file the page downloads (its pixels are bounded again when it is decoded).
 const MAX_PHOTO_BYTES: u64 = 256 << 20;
 
@@ -185,7 +203,7 @@ pub async fn fetch(url: &str) -> Result<Vec<u8>, String> {
 const CACHE: &str = "dynrefer-models";
 
 async fn cache() -> Option<web_sys::Cache> {
-    let caches = web_sys::window()?.caches().ok()?;
+    let caches = super::browser::caches()?;
     JsFuture::from(caches.open(CACHE)).await.ok().map(|c| c.unchecked_into())
 }
 

@@ -20,17 +20,16 @@ use wasm_bindgen::JsValue;
 pub fn start() {
     std::panic::set_hook(Box::new(|info| {
         console_error_panic_hook::hook(info);
-        // nothing runs after a panic (a lost GPU device ends that way too): say so where people look
-        let status = web_sys::window()
-            .and_then(|w| w.document())
-            .and_then(|d| d.query_selector("[data-role=status]").ok().flatten());
-        if let Some(status) = status {
-            let why = info.payload_as_str().unwrap_or("internal error");
-            status.set_text_content(Some(&format!("error: the app stopped ({why}); reload the page")));
+        // nothing runs after a panic (a lost GPU device ends that way too): say so where people,
+        // and the pages that embed widgets, look
+        let why = info.payload_as_str().unwrap_or("internal error");
+        let message = format!("the app stopped ({why}); reload the page");
+        match widget_hook() {
+            Some(hook) => widget::stopped(&hook, &message),
+            None => page::stopped(&message),
         }
     }));
-    let hook = js_sys::Reflect::get(&js_sys::global(), &"__dynreferWidget".into()).ok().filter(JsValue::is_object);
-    match hook {
+    match widget_hook() {
         Some(hook) => widget::register(&hook),
         None => {
             keep_offline();
@@ -39,11 +38,16 @@ pub fn start() {
     }
 }
 
+/// The hook object `widget.js` leaves in `globalThis.__dynreferWidget` when it loads the app.
+fn widget_hook() -> Option<JsValue> {
+    js_sys::Reflect::get(&js_sys::global(), &"__dynreferWidget".into()).ok().filter(JsValue::is_object)
+}
+
 /// Registers `sw.js`, which keeps the app for visits without a network (the model is kept by
-/// the page itself); a browser without service workers just goes without.
+/// the page itself); a browser without service workers, or a page that is not a secure context
+/// (plain http from another machine), just goes without.
 fn keep_offline() {
-    if let Some(window) = web_sys::window() {
-        let container = window.navigator().service_worker();
+    if let Some(container) = browser::service_worker() {
         let registered = wasm_bindgen_futures::JsFuture::from(container.register("sw.js"));
         wasm_bindgen_futures::spawn_local(async move {
             if let Err(e) = registered.await {

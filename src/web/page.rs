@@ -12,7 +12,7 @@ use wasm_bindgen::JsCast;
 use super::backend::{self, Compute};
 use super::browser::{now_ms, read_file, revoke, sleep, wasm_memory_bytes};
 use super::regions::{
-    Job, Outcome, Photo, Region, RegionState, Regions, Runs, SETTLE_MS, Status, describe_pending, format_box,
+    Job, Outcome, Photo, Region, RegionState, Regions, Runs, SETTLE_MS, Status, describe_pending,
 };
 use super::results::Results;
 use super::stage::{Stage, ViewStrip};
@@ -75,7 +75,8 @@ struct Page {
     /// The stage of the description in progress.
     stage_text: RwSignal<String>,
     timing: RwSignal<String>,
-    /// For tests: the selected region's stages in milliseconds, and the wasm memory's size.
+    /// For tests: the selected region's stages in milliseconds, and the wasm memory's size after
+    /// the last run, photo or saved picture.
     timings: RwSignal<String>,
     memory: RwSignal<String>,
     details: RwSignal<bool>,
@@ -119,18 +120,19 @@ impl Page {
         }
     }
 
-    fn options(&self) -> DescribeOptions {
+    /// The person's choices as options, or why one of them cannot be used.
+    fn options(&self) -> Result<DescribeOptions, String> {
         let c = self.choices;
         let controls = c.controls.get_untracked();
-        DescribeOptions {
+        Ok(DescribeOptions {
             num_views: Some(c.num_views.get_untracked()),
             beams: c.beams.get_untracked(),
             max_new_tokens: self.max_new_tokens,
             controls: (!controls.trim().is_empty()).then_some(controls),
-            tag_threshold: c.threshold.get_untracked().trim().parse().ok(),
+            tag_threshold: tag_threshold(&c.threshold.get_untracked())?,
             classes: self.class_set.get_value(),
             ..DescribeOptions::default()
-        }
+        })
     }
 
     fn save_session(&self) {
@@ -152,14 +154,14 @@ impl Page {
         let Some(photo) = self.photo.get_untracked() else {
             return self.status.set(Status::error("open a photo first"));
         };
+        let options = match self.options() {
+            Ok(options) => options,
+            Err(e) => return self.status.set(Status::Error(e)),
+        };
         self.status.set(Status::Running);
         let id = self.runs.next();
         self.save_session();
-        let job = Job {
-            model: self.describer.get_value(),
-            options: self.options(),
-            num_views: self.choices.num_views.get_untracked(),
-        };
+        let job = Job { model: self.describer.get_value(), options, num_views: self.choices.num_views.get_untracked() };
         spawn_local(async move {
             sleep(SETTLE_MS).await;
             if !self.runs.is_current(id) {
@@ -187,7 +189,6 @@ impl Page {
             let image = decode_photo(&b, DEFAULT_MAX_PIXELS).map_err(|e| e.to_string())?;
             let url = super::browser::blob_url(&b, "application/octet-stream")
                 .map_err(|_| "the browser cannot show this file".to_string())?;
-            spawn_local(session::save_photo(b));
             Ok((image, url))
         });
         match decoded {
@@ -199,6 +200,7 @@ impl Page {
                 self.regions.clear();
                 self.photo.set(Some(Photo { image: std::sync::Arc::new(image), url, name }));
                 self.timing.set(format!("photo decoded in {:.0} ms", now_ms() - t0));
+                self.memory.set(wasm_memory_bytes().to_string());
                 self.status.set(Status::READY);
             }
             Err(e) => self.status.set(Status::error(format!("{name}: {e}"))),
@@ -304,7 +306,10 @@ impl Page {
 
     /// Loads the bundle at `model_url`; the model in use stays until the new one is ready.
     fn load_model(self) {
-        let Some(c) = self.compute.get_value() else { return };
+        let Some(c) = self.compute.get_value() else {
+            // the effect that waits for the device loads the URL in the field once it is known
+            return self.loading.set(WAITING_FOR_DEVICE.into());
+        };
         let url = load::folder_url(&self.model_url.get_untracked());
         self.status.set(Status::Loading);
         let cancel = self.start_load();
@@ -332,7 +337,11 @@ impl Page {
 
     /// A bundle from the person's disk: its folder, or all its files.
     fn load_files(self, files: web_sys::FileList) {
-        let Some(c) = self.compute.get_value() else { return };
+        let Some(c) = self.compute.get_value() else {
+            return self.status.set(Status::error(
+                "the compute device is still being detected: pick the folder again in a moment",
+            ));
+        };
         self.status.set(Status::Loading);
         let cancel = self.start_load();
         let since = StoredValue::new(None);
@@ -350,9 +359,12 @@ impl Page {
 
     /// After a lost GPU the page was reloaded: once a model is in use, the saved photo, options
     /// and boxes come back.
-    fn restore(self, saved: session::Saved) {
+    fn restore(self, restore: session::Restore) {
+        let session::Restore { saved, photo_key } = restore;
         spawn_local(async move {
-            let Some(bytes) = session::saved_photo().await else { return };
+            let Some(bytes) = session::take_photo(&photo_key).await else {
+                return self.status.set(Status::error("the photo could not be kept across the reload: open it again"));
+            };
             let c = self.choices;
             c.beams.set(saved.beams);
             c.threshold.set(saved.threshold);
@@ -362,16 +374,47 @@ impl Page {
                 return self.status.set(Status::Error(e));
             }
             self.open_photo(saved.photo_name, Ok(bytes));
-            if !saved.regions.is_empty() {
-                self.regions.replace(&saved.regions);
+            let Some(photo) = self.photo.get_untracked() else { return };
+            let (w, h) = (photo.image.width(), photo.image.height());
+            let boxes: Vec<_> = saved.regions.into_iter().filter(|b| b.validate(w, h).is_ok()).collect();
+            if !boxes.is_empty() {
+                self.regions.replace(&boxes);
                 self.describe();
             }
         });
     }
 }
 
+/// Tells the person that the app stopped (it panicked): the status line is all that still works.
+pub fn stopped(message: &str) {
+    let status = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.query_selector("[data-role=status]").ok().flatten());
+    if let Some(status) = status {
+        status.set_text_content(Some(&format!("error: {message}")));
+    }
+}
+
 fn page() -> Page {
     expect_context::<Page>()
+}
+
+const WAITING_FOR_DEVICE: &str = "the compute device is still being detected; the model loads once it is known";
+const NOTHING_TO_SAVE: &str = "open a photo first: there is nothing to save";
+/// Where the browser withholds the clipboard (a page served over plain http from another
+/// machine is not a secure context).
+const NO_CLIPBOARD: &str = "this browser gives no clipboard to this page (it needs https or localhost)";
+
+/// The tag threshold field: empty for the model's own, else a number from 0 to 1.
+fn tag_threshold(text: &str) -> Result<Option<f32>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    match text.parse::<f32>() {
+        Ok(t) if (0.0..=1.0).contains(&t) => Ok(Some(t)),
+        _ => Err(format!("tag threshold: {text:?} is not a number from 0 to 1 (leave it empty for the model's own)")),
+    }
 }
 
 #[component]
@@ -381,7 +424,8 @@ pub fn App() -> impl IntoView {
     // After a lost GPU `gpu-watch.js` reloads the page, which then restores what it saved.
     session::arm_recovery();
     let restore = StoredValue::new_local(session::take_restore());
-    if let Some(url) = restore.with_value(|r| r.as_ref().map(|r| r.model_url.clone())).filter(|u| !u.is_empty()) {
+    spawn_local(session::forget_stale_photos());
+    if let Some(url) = restore.with_value(|r| r.as_ref().map(|r| r.saved.model_url.clone())).filter(|u| !u.is_empty()) {
         page.model_url.set(url);
     }
     let allow_gpu = page.gpu_losses < session::MAX_GPU_LOSSES;
@@ -481,7 +525,7 @@ fn PhotoBar() -> impl IntoView {
     let shown_box = Memo::new(move |_| {
         page.regions.draft.get().map(|d| d.bbox).or_else(|| page.regions.current().map(|r| r.bbox))
     });
-    Effect::new(move |_| box_text.set(shown_box.get().map(format_box).unwrap_or_default()));
+    Effect::new(move |_| box_text.set(shown_box.get().map(RegionBox::to_text).unwrap_or_default()));
     let on_file = move |ev: leptos::ev::Event| {
         let input: web_sys::HtmlInputElement = ev.target().unwrap().unchecked_into();
         if let Some(file) = input.files().and_then(|f| f.get(0)) {
@@ -490,9 +534,13 @@ fn PhotoBar() -> impl IntoView {
     };
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        match box_text.get_untracked().parse::<RegionBox>() {
+        let Some(photo) = page.photo.get_untracked() else {
+            return page.status.set(Status::error("open a photo first"));
+        };
+        let (w, h) = (photo.image.width(), photo.image.height());
+        match box_text.get_untracked().parse::<RegionBox>().and_then(|b| b.validate(w, h)) {
             Ok(b) => {
-                page.regions.set_selected_or_add(b.0);
+                page.regions.set_selected_or_add(b);
                 page.describe();
             }
             Err(e) => page.status.set(Status::error(format!("box: {e}"))),
@@ -682,13 +730,19 @@ fn RegionList() -> impl IntoView {
     let regions = page.regions;
     let notice = RwSignal::new(String::new());
     let export_json = move |_| {
-        let (Some(photo), list) = (page.photo.get_untracked(), regions.list.get_untracked()) else { return };
+        let (Some(photo), list) = (page.photo.get_untracked(), regions.list.get_untracked()) else {
+            return notice.set(NOTHING_TO_SAVE.into());
+        };
         notice.set(export::save_json(&photo, &list).map_or_else(|e| e, |()| "saved the regions as JSON".into()));
     };
     let export_png = move |_| {
-        let (Some(photo), list) = (page.photo.get_untracked(), regions.list.get_untracked()) else { return };
-        notice.set(export::save_png(&photo, &list).map_or_else(|e| e, |()| "saved the photo with its boxes".into()));
+        let (Some(photo), list) = (page.photo.get_untracked(), regions.list.get_untracked()) else {
+            return notice.set(NOTHING_TO_SAVE.into());
+        };
+        notice.set(export::save_png(&photo, &list).unwrap_or_else(|e| e));
+        page.memory.set(wasm_memory_bytes().to_string());
     };
+    let copy_off = !super::browser::has_clipboard();
     let copy = move |_| {
         let Some((n, d)) = regions.current().and_then(|r| r.description().map(|d| (r.number, d.clone()))) else {
             return notice.set("select a described region to copy".into());
@@ -714,7 +768,7 @@ fn RegionList() -> impl IntoView {
         };
         let selected = move || regions.selected.get() == Some(n);
         view! {
-            <li data-role="region" class:selected=selected data-box=r.bbox.map(|v| v.to_string()).join(",")>
+            <li data-role="region" class:selected=selected data-box=r.bbox.0.map(|v| v.to_string()).join(",")>
                 <button
                     type="button"
                     class="pick"
@@ -740,7 +794,7 @@ fn RegionList() -> impl IntoView {
         <section class="regions">
             <h2>"Regions"</h2>
             <ol data-role="regions" aria-live="polite">
-                <For each=move || regions.list.get() key=|r| (r.number, r.bbox.map(f64::to_bits), state_key(&r.state)) children=entry />
+                <For each=move || regions.list.get() key=|r| (r.number, r.bbox.0.map(f64::to_bits), state_key(&r.state)) children=entry />
             </ol>
             <p class="actions">
                 <button type="button" class="secondary" data-role="clear" on:click=clear>
@@ -752,7 +806,14 @@ fn RegionList() -> impl IntoView {
                 <button type="button" class="secondary" data-role="export-png" on:click=export_png>
                     "Save picture"
                 </button>
-                <button type="button" class="secondary" data-role="copy" on:click=copy>
+                <button
+                    type="button"
+                    class="secondary"
+                    data-role="copy"
+                    on:click=copy
+                    disabled=copy_off
+                    title=copy_off.then_some(NO_CLIPBOARD)
+                >
                     "Copy result"
                 </button>
                 <span class="notice" role="status">{move || notice.get()}</span>

@@ -67,8 +67,8 @@ pub enum RegionState {
 #[derive(Clone)]
 pub struct Region {
     pub number: u32,
-    /// x1, y1, x2, y2 in photo pixels.
-    pub bbox: [f64; 4],
+    /// In photo pixels.
+    pub bbox: RegionBox,
     /// The nested views of the box, once built.
     pub views: Option<Arc<Views>>,
     pub state: RegionState,
@@ -87,7 +87,7 @@ impl Region {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Draft {
     pub of: Option<u32>,
-    pub bbox: [f64; 4],
+    pub bbox: RegionBox,
 }
 
 /// The regions of the photo in view, the selected one, the one being dragged.
@@ -110,7 +110,7 @@ impl Regions {
     }
 
     /// Adds a pending region and selects it; returns its number.
-    pub fn add(&self, bbox: [f64; 4]) -> u32 {
+    pub fn add(&self, bbox: RegionBox) -> u32 {
         let number = self.next.get_value();
         self.next.set_value(number + 1);
         self.list.update(|l| l.push(Region { number, bbox, views: None, state: RegionState::Pending }));
@@ -119,7 +119,7 @@ impl Regions {
     }
 
     /// Gives region `number` a new box, to be described again.
-    pub fn set_box(&self, number: u32, bbox: [f64; 4]) {
+    pub fn set_box(&self, number: u32, bbox: RegionBox) {
         self.list.update(|l| {
             if let Some(r) = l.iter_mut().find(|r| r.number == number) {
                 *r = Region { number, bbox, views: None, state: RegionState::Pending };
@@ -128,7 +128,7 @@ impl Regions {
     }
 
     /// The selected region's box becomes `bbox`; with none selected, `bbox` is a new region.
-    pub fn set_selected_or_add(&self, bbox: [f64; 4]) -> u32 {
+    pub fn set_selected_or_add(&self, bbox: RegionBox) -> u32 {
         match self.selected.get_untracked().filter(|n| self.get(*n).is_some()) {
             Some(n) => {
                 self.set_box(n, bbox);
@@ -159,7 +159,7 @@ impl Regions {
     }
 
     /// Replaces every region with `boxes`, numbered from 1, the first selected.
-    pub fn replace(&self, boxes: &[[f64; 4]]) {
+    pub fn replace(&self, boxes: &[RegionBox]) {
         self.clear();
         for &b in boxes {
             self.add(b);
@@ -182,7 +182,7 @@ impl Regions {
         self.list.with_untracked(|l| l.iter().any(|r| matches!(r.state, RegionState::Pending)))
     }
 
-    fn update(&self, number: u32, bbox: [f64; 4], change: impl FnOnce(&mut Region)) {
+    fn update(&self, number: u32, bbox: RegionBox, change: impl FnOnce(&mut Region)) {
         self.list.update(|l| {
             // a region moved since the run began is left to the next run
             if let Some(r) = l.iter_mut().find(|r| r.number == number && r.bbox == bbox) {
@@ -252,20 +252,20 @@ pub async fn describe_pending(
 ) -> Outcome {
     let size = job.model.as_ref().map_or(ViewOptions::default().size, |d| d.manifest.config.image_size as u32);
     let opts = ViewOptions { num_views: job.num_views, size };
-    let pending: Vec<(u32, [f64; 4])> = regions.list.with_untracked(|l| {
+    let pending: Vec<(u32, RegionBox)> = regions.list.with_untracked(|l| {
         l.iter().filter(|r| matches!(r.state, RegionState::Pending)).map(|r| (r.number, r.bbox)).collect()
     });
     let mut failed = None;
     let mut built = Vec::new();
     for (number, bbox) in pending {
-        match build_views(&image, RegionBox(bbox), &opts) {
+        match build_views(&image, bbox, &opts) {
             Ok(views) => {
                 let views = Arc::new(views);
                 regions.update(number, bbox, |r| r.views = Some(views.clone()));
                 built.push((number, bbox, views));
             }
             Err(e) => {
-                let why = format!("box {}: {e}", format_box(bbox));
+                let why = format!("box {}: {e}", bbox.to_text());
                 failed.get_or_insert(why.clone());
                 regions.update(number, bbox, |r| r.state = RegionState::Failed(why));
             }
@@ -303,18 +303,4 @@ pub async fn describe_pending(
         }
     };
     Outcome::Finished { described, timings, failed }
-}
-
-/// A box as the page writes it: x1,y1,x2,y2 to a tenth of a pixel.
-pub fn format_box(b: [f64; 4]) -> String {
-    b.map(|v| format!("{}", (v * 10.0).round() / 10.0)).join(",")
-}
-
-/// `x1,y1,x2,y2;x1,y1,x2,y2;…` (the widget's `boxes`).
-pub fn parse_boxes(text: &str) -> Result<Vec<[f64; 4]>, String> {
-    text.split(';')
-        .map(str::trim)
-        .filter(|b| !b.is_empty())
-        .map(|b| b.parse::<RegionBox>().map(|r| r.0).map_err(|e| format!("box {b:?}: {e}")))
-        .collect()
 }

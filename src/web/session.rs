@@ -1,10 +1,15 @@
 //! What the page keeps of a session so that it can start again where it was: after a lost GPU
 //! (`www/gpu-watch.js` reloads the page), the model, the photo, the boxes and the options come
-//! back. The photo's bytes go to Cache Storage, the rest to sessionStorage (both for this tab).
+//! back. The options and boxes are in sessionStorage (this tab's). The photo is kept only across
+//! that reload: `gpu-watch.js` puts its bytes in Cache Storage under a key it names in
+//! sessionStorage, and the reloaded page takes them out again; a copy that a closed tab left
+//! behind is deleted by the next page that starts.
 
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
+
+use crate::views::RegionBox;
 
 /// The page's state worth restoring.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -13,7 +18,7 @@ pub struct Saved {
     pub photo_name: String,
     /// The regions' boxes, in their order.
     #[serde(default)]
-    pub regions: Vec<[f64; 4]>,
+    pub regions: Vec<RegionBox>,
     #[serde(default)]
     pub classes: String,
     pub beams: usize,
@@ -22,12 +27,14 @@ pub struct Saved {
 }
 
 const STATE: &str = "dynrefer-state";
-/// Set by `gpu-watch.js` before it reloads the page.
+/// Set by `gpu-watch.js` before it reloads the page: the photo's key in [`PHOTO_CACHE`].
 const RESTORE: &str = "dynrefer-restore";
 /// Counted by `gpu-watch.js`.
 const LOSSES: &str = "dynrefer-gpu-losses";
+/// `gpu-watch.js` writes the photo here, under `/__dynrefer-session/photo-<Date.now()>`.
 const PHOTO_CACHE: &str = "dynrefer-session";
-const PHOTO_KEY: &str = "/__dynrefer-session/photo";
+/// A kept photo older than this was left by a tab that closed while it reloaded.
+const STALE_PHOTO_MS: f64 = 10.0 * 60_000.0;
 
 /// After this many lost GPUs in a tab the page computes on the CPU.
 pub const MAX_GPU_LOSSES: u32 = 3;
@@ -42,12 +49,20 @@ pub fn save(state: &Saved) {
     }
 }
 
+/// What a reload to recover brings back.
+pub struct Restore {
+    pub saved: Saved,
+    /// Where `gpu-watch.js` kept the photo ("" when it could not).
+    pub photo_key: String,
+}
+
 /// The saved state, when the page was reloaded to recover (given once).
-pub fn take_restore() -> Option<Saved> {
+pub fn take_restore() -> Option<Restore> {
     let s = storage()?;
-    s.get_item(RESTORE).ok()??;
+    let photo_key = s.get_item(RESTORE).ok()??;
     let _ = s.remove_item(RESTORE);
-    serde_json::from_str(&s.get_item(STATE).ok()??).ok()
+    let saved = serde_json::from_str(&s.get_item(STATE).ok()??).ok()?;
+    Some(Restore { saved, photo_key })
 }
 
 /// How many times a GPU was lost in this tab.
@@ -61,21 +76,30 @@ pub fn arm_recovery() {
 }
 
 async fn cache() -> Option<web_sys::Cache> {
-    let caches = web_sys::window()?.caches().ok()?;
+    let caches = super::browser::caches()?;
     JsFuture::from(caches.open(PHOTO_CACHE)).await.ok().map(|c| c.unchecked_into())
 }
 
-pub async fn save_photo(mut bytes: Vec<u8>) {
-    if let Some(cache) = cache().await
-        && let Ok(response) = web_sys::Response::new_with_opt_u8_array(Some(&mut bytes))
-    {
-        let _ = JsFuture::from(cache.put_with_str(PHOTO_KEY, &response)).await;
-    }
-}
-
-pub async fn saved_photo() -> Option<Vec<u8>> {
-    let hit = JsFuture::from(cache().await?.match_with_str(PHOTO_KEY)).await.ok()?;
+/// The photo kept across the reload, which leaves the cache with it.
+pub async fn take_photo(key: &str) -> Option<Vec<u8>> {
+    let cache = cache().await?;
+    let hit = JsFuture::from(cache.match_with_str(key)).await.ok()?;
+    let _ = JsFuture::from(cache.delete_with_str(key)).await;
     let response: web_sys::Response = hit.dyn_into().ok()?;
     let buffer = JsFuture::from(response.array_buffer().ok()?).await.ok()?;
     Some(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+/// Deletes kept photos that no reload took (their tab closed first).
+pub async fn forget_stale_photos() {
+    let Some(cache) = cache().await else { return };
+    let Ok(requests) = JsFuture::from(cache.keys()).await else { return };
+    let now = js_sys::Date::now();
+    for request in js_sys::Array::from(&requests).iter() {
+        let url = js_sys::Reflect::get(&request, &"url".into()).ok().and_then(|u| u.as_string()).unwrap_or_default();
+        let kept_at = url.rsplit_once("photo-").and_then(|(_, ms)| ms.parse::<f64>().ok());
+        if kept_at.is_none_or(|t| now - t > STALE_PHOTO_MS) {
+            let _ = JsFuture::from(cache.delete_with_str(&url)).await;
+        }
+    }
 }

@@ -11,7 +11,7 @@ use leptos::prelude::*;
 
 use super::browser::{png_url, revoke};
 use super::regions::{Draft, Photo, Region, Regions};
-use crate::views::Views;
+use crate::views::{RegionBox, Views};
 
 /// How close (screen pixels) a press must be to a corner of the selected box to grab it.
 const HANDLE_REACH_PX: f64 = 12.0;
@@ -43,14 +43,14 @@ pub fn Stage(
             None => (None, at),
         };
         anchor.set_value(Some(from));
-        regions.draft.set(Some(Draft { of, bbox: span(from, at) }));
+        regions.draft.set(Some(Draft { of, bbox: RegionBox::spanning(from, at) }));
     };
     let on_move = move |ev: leptos::ev::PointerEvent| {
         let (Some(from), Some(el), Some(image)) = (anchor.get_value(), stage.get_untracked(), image()) else { return };
         let at = pointer_in_image(&el, &image, &ev);
         regions.draft.update(|d| {
             if let Some(d) = d {
-                d.bbox = span(from, at);
+                d.bbox = RegionBox::spanning(from, at);
             }
         });
     };
@@ -60,8 +60,8 @@ pub fn Stage(
         let at = pointer_in_image(&el, &image, &ev);
         let Some(draft) = regions.draft.get_untracked() else { return };
         regions.draft.set(None);
-        let b = span(from, at);
-        if b[2] - b[0] > 0.0 && b[3] - b[1] > 0.0 {
+        let b = RegionBox::spanning(from, at);
+        if b.area() > 0.0 {
             let number = match draft.of {
                 Some(n) => {
                     regions.set_box(n, b);
@@ -83,12 +83,15 @@ pub fn Stage(
         let selected = regions.selected.get_untracked().and_then(|n| regions.get(n));
         let key = ev.key();
         let number = match (key.as_str(), selected) {
-            ("Enter", _) => Some(regions.add(middle_box(&image))),
+            ("Enter", _) => Some(regions.add(RegionBox::middle_of(image.width(), image.height()))),
             ("Delete" | "Backspace", Some(r)) => {
                 regions.remove(r.number);
                 None
             }
-            (_, Some(r)) => match arrow(&ev).map(|d| if ev.alt_key() { resize(r.bbox, d, &image) } else { nudge(r.bbox, d, &image) }) {
+            (_, Some(r)) => match arrow(&ev).map(|d| {
+                let (w, h) = (image.width(), image.height());
+                if ev.alt_key() { r.bbox.resized(d, w, h) } else { r.bbox.nudged(d, w, h) }
+            }) {
                 Some(b) => {
                     regions.set_box(r.number, b);
                     Some(r.number)
@@ -121,7 +124,7 @@ pub fn Stage(
                 Some(p) => view! { <img src=p.url alt=format!("the photo {}", p.name) draggable="false" /> }.into_any(),
                 None => view! { <p class="empty">{empty}</p> }.into_any(),
             }}
-            <For each=move || regions.list.get() key=|r| (r.number, r.bbox.map(f64::to_bits)) let:r>
+            <For each=move || regions.list.get() key=|r| (r.number, r.bbox.0.map(f64::to_bits)) let:r>
                 <RegionBoxView region=r photo regions />
             </For>
             {move || {
@@ -171,18 +174,23 @@ pub struct Thumb {
     pub region_pct: [f64; 4],
 }
 
+/// The views as images; on a failure, the ones already made are released.
 fn thumbs(views: &Views) -> Result<Vec<Thumb>, String> {
     let s = f64::from(views.size);
-    views
-        .views
-        .iter()
-        .map(|v| {
-            let [x1, y1, x2, y2] = v.region_box.map(f64::from);
-            let region_pct = [x1 / s * 100.0, y1 / s * 100.0, (x2 - x1) / s * 100.0, (y2 - y1) / s * 100.0];
-            let crop_size = [v.crop_box[2] - v.crop_box[0], v.crop_box[3] - v.crop_box[1]];
-            Ok(Thumb { url: png_url(&v.rgb, views.size)?, ratio: v.ratio, crop_size, region_pct })
-        })
-        .collect()
+    let mut made = Vec::new();
+    for v in &views.views {
+        let [x1, y1, x2, y2] = v.region_box.map(f64::from);
+        let region_pct = [x1 / s * 100.0, y1 / s * 100.0, (x2 - x1) / s * 100.0, (y2 - y1) / s * 100.0];
+        let crop_size = [v.crop_box[2] - v.crop_box[0], v.crop_box[3] - v.crop_box[1]];
+        match png_url(&v.rgb, views.size) {
+            Ok(url) => made.push(Thumb { url, ratio: v.ratio, crop_size, region_pct }),
+            Err(e) => {
+                made.iter().for_each(|t: &Thumb| revoke(&t.url));
+                return Err(e);
+            }
+        }
+    }
+    Ok(made)
 }
 
 /// The views the model sees of the selected region, made into images when the selection or its
@@ -190,6 +198,7 @@ fn thumbs(views: &Views) -> Result<Vec<Thumb>, String> {
 #[component]
 pub fn ViewStrip(regions: Regions, #[prop(optional)] detailed: bool) -> impl IntoView {
     let shown = RwSignal::new(Vec::<Thumb>::new());
+    let problem = RwSignal::new(None::<String>);
     let source = StoredValue::new(None::<Arc<Views>>);
     let release = move || shown.update(|v| v.drain(..).for_each(|t| revoke(&t.url)));
     Effect::new(move |_| {
@@ -203,12 +212,19 @@ pub fn ViewStrip(regions: Regions, #[prop(optional)] detailed: bool) -> impl Int
             return;
         }
         release();
-        shown.set(views.as_deref().map(|v| thumbs(v).unwrap_or_default()).unwrap_or_default());
+        match views.as_deref().map(thumbs).unwrap_or(Ok(Vec::new())) {
+            Ok(made) => {
+                shown.set(made);
+                problem.set(None);
+            }
+            Err(e) => problem.set(Some(format!("the views could not be shown: {e}"))),
+        }
         source.set_value(views);
     });
     on_cleanup(release);
     view! {
         <div class="thumbs">
+            {move || problem.get().map(|why| view! { <p class="error" role="alert">{why}</p> })}
             {move || {
                 shown
                     .get()
@@ -248,8 +264,9 @@ fn pointer_in_image(stage: &web_sys::HtmlDivElement, image: &RgbImage, ev: &lept
 
 /// A press at `at` (image pixels) near a corner of box `b` grabs that corner: returns the opposite
 /// corner, from which the drag then spans the box.
-fn grab_corner(b: [f64; 4], at: [f64; 2], stage: &web_sys::HtmlDivElement, image: &RgbImage) -> Option<[f64; 2]> {
+fn grab_corner(b: RegionBox, at: [f64; 2], stage: &web_sys::HtmlDivElement, image: &RgbImage) -> Option<[f64; 2]> {
     let reach = HANDLE_REACH_PX * f64::from(image.width()) / stage.get_bounding_client_rect().width();
+    let b = b.0;
     let corners = [[b[0], b[1]], [b[2], b[1]], [b[0], b[3]], [b[2], b[3]]];
     let near = |c: &[f64; 2]| (c[0] - at[0]).abs() <= reach && (c[1] - at[1]).abs() <= reach;
     corners.iter().position(near).map(|i| corners[3 - i])
@@ -257,15 +274,7 @@ fn grab_corner(b: [f64; 4], at: [f64; 2], stage: &web_sys::HtmlDivElement, image
 
 /// The smallest region whose box holds `at`: a click selects what it lands on.
 fn region_at(regions: &[Region], at: [f64; 2]) -> Option<u32> {
-    let holds = |b: &[f64; 4]| b[0] <= at[0] && at[0] <= b[2] && b[1] <= at[1] && at[1] <= b[3];
-    let area = |b: &[f64; 4]| (b[2] - b[0]) * (b[3] - b[1]);
-    regions.iter().filter(|r| holds(&r.bbox)).min_by(|a, b| area(&a.bbox).total_cmp(&area(&b.bbox))).map(|r| r.number)
-}
-
-/// A box a third of the photo's sides, in its middle: where a box made with the keyboard starts.
-fn middle_box(image: &RgbImage) -> [f64; 4] {
-    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
-    [w / 3.0, h / 3.0, 2.0 * w / 3.0, 2.0 * h / 3.0].map(f64::round)
+    regions.iter().filter(|r| r.bbox.contains(at)).min_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area())).map(|r| r.number)
 }
 
 /// An arrow key's direction, a pixel at a time, ten with Shift.
@@ -280,28 +289,10 @@ fn arrow(ev: &leptos::ev::KeyboardEvent) -> Option<[f64; 2]> {
     }
 }
 
-/// Box `b` moved by `d`, kept inside the image.
-fn nudge(b: [f64; 4], d: [f64; 2], image: &RgbImage) -> [f64; 4] {
-    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
-    let dx = d[0].clamp(-b[0], w - b[2]);
-    let dy = d[1].clamp(-b[1], h - b[3]);
-    [b[0] + dx, b[1] + dy, b[2] + dx, b[3] + dy]
-}
-
-/// Box `b` with its right and bottom sides moved by `d`, at least a pixel wide and inside the image.
-fn resize(b: [f64; 4], d: [f64; 2], image: &RgbImage) -> [f64; 4] {
-    let (w, h) = (f64::from(image.width()), f64::from(image.height()));
-    [b[0], b[1], (b[2] + d[0]).clamp(b[0] + 1.0, w), (b[3] + d[1]).clamp(b[1] + 1.0, h)]
-}
-
-/// The box spanned by two corners.
-fn span(a: [f64; 2], b: [f64; 2]) -> [f64; 4] {
-    [a[0].min(b[0]), a[1].min(b[1]), a[0].max(b[0]), a[1].max(b[1])]
-}
-
 /// CSS placing a box over the photo, in percent of its sides.
-fn overlay(b: [f64; 4], image: &RgbImage) -> String {
+fn overlay(b: RegionBox, image: &RgbImage) -> String {
     let (w, h) = (f64::from(image.width()), f64::from(image.height()));
+    let b = b.0;
     format!(
         "left:{}%;top:{}%;width:{}%;height:{}%",
         b[0] / w * 100.0,

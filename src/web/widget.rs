@@ -20,13 +20,14 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::browser::now_ms;
-use super::regions::{Job, Outcome, Photo, Regions, Runs, SETTLE_MS, Status, describe_pending, parse_boxes};
+use super::regions::{Job, Outcome, Photo, Regions, Runs, SETTLE_MS, Status, describe_pending};
 use super::results::Results;
 use super::stage::{Stage, ViewStrip};
 use super::export::as_printed;
 use super::{backend, load};
 use crate::describe::{DescribeOptions, Describer};
 use crate::photo::{DEFAULT_MAX_PIXELS, decode_photo};
+use crate::views::RegionBox;
 
 const STYLE: &str = include_str!("widget.css");
 
@@ -70,7 +71,8 @@ struct Attrs {
     src: Option<String>,
     /// `boxes`, or else `box`.
     boxes: Option<String>,
-    num_views: usize,
+    /// The number, or the text that is not one.
+    num_views: Result<usize, String>,
 }
 
 impl Attrs {
@@ -80,16 +82,28 @@ impl Attrs {
             model: load::folder_url(&get("model").unwrap_or_else(|| format!("{base}model/"))),
             src: get("src"),
             boxes: get("boxes").or_else(|| get("box")),
-            num_views: get("num-views").and_then(|n| n.parse().ok()).unwrap_or(3),
+            num_views: get("num-views").map_or(Ok(3), |n| n.parse().map_err(|_| n)),
         }
     }
 }
 
+/// Dispatches event `name` from the element; a detail that cannot be made into a JS value is
+/// reported as a `dynrefer-error` instead, so that a listener never waits for nothing.
 fn emit(host: &web_sys::HtmlElement, name: &str, detail: &impl Serialize) {
-    let detail =
-        as_printed(detail).serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap_or(JsValue::NULL);
+    match as_printed(detail).serialize(&serde_wasm_bindgen::Serializer::json_compatible()) {
+        Ok(detail) => dispatch(host, name, &detail),
+        Err(e) => {
+            let detail = js_sys::Object::new();
+            let message = format!("the {name} event's detail could not be made: {e}");
+            let _ = js_sys::Reflect::set(&detail, &"message".into(), &message.into());
+            dispatch(host, "dynrefer-error", &detail);
+        }
+    }
+}
+
+fn dispatch(host: &web_sys::HtmlElement, name: &str, detail: &JsValue) {
     let init = web_sys::CustomEventInit::new();
-    init.set_detail(&detail);
+    init.set_detail(detail);
     init.set_bubbles(true);
     init.set_composed(true);
     if let Ok(event) = web_sys::CustomEvent::new_with_event_init_dict(name, &init) {
@@ -97,11 +111,24 @@ fn emit(host: &web_sys::HtmlElement, name: &str, detail: &impl Serialize) {
     }
 }
 
-/// Registers `mount` on the hook object `widget.js` made (`globalThis.__dynreferWidget`).
+/// Registers `mount` on the hook object `widget.js` made (`globalThis.__dynreferWidget`), and
+/// `panicForTest`, with which the tests stop the runtime as a bug would.
 pub fn register(hook: &JsValue) {
     let mount = Closure::<dyn Fn(web_sys::HtmlElement, web_sys::ShadowRoot, String) -> JsValue>::new(mount);
     let _ = js_sys::Reflect::set(hook, &"mount".into(), mount.as_ref());
     mount.forget();
+    let panic = Closure::<dyn Fn()>::new(|| panic!("stopped by a test"));
+    let _ = js_sys::Reflect::set(hook, &"panicForTest".into(), panic.as_ref());
+    panic.forget();
+}
+
+/// The runtime panicked: `widget.js`'s `stopped(message)` tells every widget on the page, which
+/// report it as `dynrefer-error` (after this call returns, since nothing may run in the wasm now).
+pub fn stopped(hook: &JsValue, message: &str) {
+    if let Ok(stopped) = js_sys::Reflect::get(hook, &"stopped".into()).and_then(|f| f.dyn_into::<js_sys::Function>())
+    {
+        let _ = stopped.call1(hook, &message.into());
+    }
 }
 
 /// Renders one widget into `root`; returns `{update, unmount}` for the element's callbacks.
@@ -139,7 +166,7 @@ fn Widget(host: web_sys::HtmlElement, attrs: RwSignal<Attrs>) -> impl IntoView {
     let model_url = Memo::new(move |_| attrs.with(|a| a.model.clone()));
     let src = Memo::new(move |_| attrs.with(|a| a.src.clone()));
     let boxes = Memo::new(move |_| attrs.with(|a| a.boxes.clone()));
-    let num_views = Memo::new(move |_| attrs.with(|a| a.num_views));
+    let num_views = Memo::new(move |_| attrs.with(|a| a.num_views.clone()));
     let model = LocalResource::new(move || shared_model(model_url.get()));
     let photo = LocalResource::new(move || {
         let src = src.get();
@@ -160,10 +187,12 @@ fn Widget(host: web_sys::HtmlElement, attrs: RwSignal<Attrs>) -> impl IntoView {
 
     // Describes the pending regions in one run; its result lists every region.
     let describe = move || {
-        let (Some(Ok(model)), Some(p)) = (model.get_untracked(), shown.get_untracked()) else { return };
+        let (Some(Ok(model)), Some(p), Ok(num_views)) = (model.get_untracked(), shown.get_untracked(), num_views.get_untracked())
+        else {
+            return;
+        };
         let id = runs.next();
         status.set(Status::Running);
-        let num_views = num_views.get_untracked();
         let job = Job {
             model: Some(model),
             options: DescribeOptions { num_views: Some(num_views), ..DescribeOptions::default() },
@@ -189,19 +218,25 @@ fn Widget(host: web_sys::HtmlElement, attrs: RwSignal<Attrs>) -> impl IntoView {
     // The model, the photo and the boxes: once all are there, the boxes are described.
     Effect::new(move |_| {
         let boxes = boxes.get();
-        num_views.track();
+        if let Err(n) = num_views.get() {
+            return fail(format!("num-views: {n:?} is not a number"));
+        }
         match model.get() {
             None => return status.set(Status::Loading),
             Some(Err(e)) => return fail(format!("the model did not load: {e}")),
             Some(Ok(_)) => {}
         }
-        match photo.get() {
+        let (w, h) = match photo.get() {
             None => return status.set(Status::Loading),
             Some(None) => return status.set(Status::Ready { hint: Some("set the src attribute to a photo") }),
             Some(Some(Err(e))) => return fail(e),
-            Some(Some(Ok(_))) => {}
-        }
-        match boxes.as_deref().map(parse_boxes) {
+            Some(Some(Ok(p))) => (p.image.width(), p.image.height()),
+        };
+        // a box the photo does not hold is refused here: the stage's keys expect boxes inside it
+        let inside = |list: Vec<RegionBox>| -> Result<Vec<RegionBox>, String> {
+            list.into_iter().map(|b| b.validate(w, h).map_err(|e| e.to_string())).collect()
+        };
+        match boxes.as_deref().map(|text| RegionBox::parse_list(text).and_then(inside)) {
             Some(Ok(list)) if !list.is_empty() => {
                 regions.replace(&list);
                 describe();

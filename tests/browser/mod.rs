@@ -45,6 +45,10 @@ struct ServerState {
     offline: std::sync::atomic::AtomicBool,
     /// Paths served with these bytes instead of their file.
     replaced: Mutex<HashMap<String, Vec<u8>>>,
+    /// Path suffixes served gzip-compressed to a browser that accepts it, as many hosts do.
+    gzipped: Mutex<Vec<String>>,
+    /// Paths that went out compressed.
+    sent_gzipped: Mutex<Vec<String>>,
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -63,11 +67,14 @@ fn serve_one(mut stream: TcpStream, root: &Path, headers: Headers, state: &Serve
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
+    let mut accepts_gzip = false;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header)? == 0 || header == "\r\n" {
             break;
         }
+        let header = header.to_ascii_lowercase();
+        accepts_gzip |= header.starts_with("accept-encoding:") && header.contains("gzip");
     }
     if state.offline.load(std::sync::atomic::Ordering::SeqCst) {
         return Ok(());
@@ -95,7 +102,17 @@ fn serve_one(mut stream: TcpStream, root: &Path, headers: Headers, state: &Serve
     if let Some(Fault::Status(code)) = fault {
         (status, body, kind) = (format!("{code} Injected"), b"injected failure".to_vec(), "text/plain");
     }
-    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    let mut extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    let gzip = status.starts_with("200")
+        && accepts_gzip
+        && state.gzipped.lock().unwrap().iter().any(|suffix| path.ends_with(suffix.as_str()));
+    if gzip {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(&body)?;
+        body = encoder.finish()?;
+        extra.push_str("Content-Encoding: gzip\r\n");
+        state.sent_gzipped.lock().unwrap().push(path.clone());
+    }
     write!(
         stream,
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
@@ -155,6 +172,25 @@ impl StaticServer {
     /// Fails every request from now on (or serves again), as if the network were off.
     pub fn set_offline(&self, offline: bool) {
         self.state.offline.store(offline, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Sends files whose path ends in `suffix` gzip-compressed (with `Content-Encoding: gzip` and
+    /// the compressed length), to browsers that accept it.
+    pub fn gzip(&self, suffix: &str) {
+        self.state.gzipped.lock().unwrap().push(suffix.to_string());
+    }
+
+    /// The paths that went out compressed, in order.
+    pub fn sent_gzipped(&self) -> Vec<String> {
+        self.state.sent_gzipped.lock().unwrap().clone()
+    }
+
+    /// The server's URL for `path` under another name for this machine, `lan.test`, which the
+    /// browser resolves here: to the browser it is a plain-http site on the network, not a
+    /// secure context as 127.0.0.1 is, so it withholds service workers, Cache Storage, the
+    /// clipboard and WebGPU, as on a LAN host.
+    pub fn lan_url(&self, path: &str) -> String {
+        format!("http://lan.test:{}{path}", self.port)
     }
 
     /// How many requests `path` has had.
@@ -252,6 +288,8 @@ impl Browser {
             "--no-first-run".into(),
             "--disable-quic".into(),
             "--window-size=1280,900".into(),
+            // `lan.test` is this machine under a name that is not a secure context (see `lan_url`)
+            "--host-resolver-rules=MAP lan.test 127.0.0.1".into(),
             // `gc()` and exact heap sizes, for the long-session tests
             "--js-flags=--expose-gc".into(),
             "--enable-precise-memory-info".into(),
@@ -260,9 +298,11 @@ impl Browser {
         if webgpu {
             args.push("--enable-unsafe-webgpu".into());
         }
-        let mut options = json!({"binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()), "args": args});
+        let mut options =
+            json!({"binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()), "args": args});
         if phone {
-            options["mobileEmulation"] = json!({"deviceMetrics": {"width": 375, "height": 812, "pixelRatio": 2.0, "touch": true}});
+            options["mobileEmulation"] =
+                json!({"deviceMetrics": {"width": 375, "height": 812, "pixelRatio": 2.0, "touch": true}});
         }
         let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": options}}});
         let r = http(port, "POST", "/session", Some(&caps));
