@@ -6,6 +6,7 @@
 //! trunk build: `cargo test --release --test web_robustness -- --ignored`.
 
 mod browser;
+mod common;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -212,7 +213,7 @@ fn a_hundred_megapixel_photo_is_saved_scaled() {
         let inside = (4000..6000).contains(&x) && (4000..6000).contains(&y);
         if inside { image::Rgb([0, 0, 0]) } else { image::Rgb([240, 240, 240]) }
     });
-    let dir = tempdir("hundred-mp");
+    let dir = common::scratch_dir("web-robustness", "hundred-mp");
     let file = dir.join("huge.png");
     photo.save(&file).unwrap();
     drop(photo);
@@ -242,12 +243,6 @@ fn a_hundred_megapixel_photo_is_saved_scaled() {
     eprintln!("wasm memory: {} MB after opening, {} MB after saving", before >> 20, after >> 20);
     assert!(after - before < 100 << 20, "saving grew the wasm memory by {} MB", (after - before) >> 20);
     let _ = std::fs::remove_dir_all(dir);
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// Widgets: a box past the photo, a `num-views` that is not a number, and a sliver at the edge
