@@ -10,6 +10,8 @@ pub mod bundle;
 pub mod convert;
 #[cfg(feature = "model")]
 pub mod describe;
+#[cfg(feature = "cli")]
+pub mod eval;
 #[cfg(feature = "model")]
 pub mod kernels;
 #[cfg(feature = "model")]

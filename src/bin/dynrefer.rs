@@ -16,6 +16,8 @@ use dynrefer::bundle::{FileEntry, MANIFEST, Manifest, Quant};
 use dynrefer::convert::write::{BundleInfo, write_bundle};
 use dynrefer::convert::{Inputs, plan};
 use dynrefer::describe::{DescribeOptions, Describer};
+use dynrefer::eval::meteor;
+use dynrefer::eval::official::{self, Task};
 use dynrefer::photo::{DEFAULT_MAX_PIXELS, decode_photo};
 use dynrefer::train::{Event, TrainOptions, Trained};
 use dynrefer::views::{RegionBox, ViewOptions, Views, build_views};
@@ -67,19 +69,37 @@ enum Command {
     },
     /// Train DynRefer on annotated regions (from scratch, or from a bundle) and write a bundle.
     Train(TrainArgs),
-    /// Describe every annotated region of a file and print how often the model is right, as JSON.
+    /// Describe every annotated region of a file and print the scores, as JSON: the shapes world's
+    /// (caption, class, color, pattern, tags), or a benchmark of the paper from the release's
+    /// annotation files (refcocog, vg: METEOR and CIDEr; densecap: mAP; ovad: attribute mAP;
+    /// coco: class accuracy).
     Eval {
         #[arg(long, value_name = "DIR")]
         model: PathBuf,
-        /// annotations.jsonl, with the pictures it names beside it.
-        #[arg(long, value_name = "FILE")]
+        /// shapes, refcocog, vg, densecap, ovad or coco.
+        #[arg(long, default_value = "shapes")]
+        task: EvalTask,
+        /// The annotations: the shapes world's annotations.jsonl (pictures beside it), or a
+        /// benchmark's JSON file in the release's layout.
+        #[arg(long, visible_alias = "annotations", value_name = "FILE")]
         data: PathBuf,
+        /// A benchmark's pictures (default: the file's dataset.image_root, beside the file).
+        #[arg(long, value_name = "DIR")]
+        images: Option<PathBuf>,
         /// Describe at most this many regions (the first ones).
         #[arg(long)]
         limit: Option<usize>,
-        #[arg(long, default_value_t = 5)]
-        beams: usize,
-        /// Also list every region's answer.
+        /// Beams (default: 5 for shapes, 2 for a benchmark as the release evaluates).
+        #[arg(long)]
+        beams: Option<usize>,
+        /// A benchmark's predictions, one JSON line per region, written as they are made; a run
+        /// with the same file goes on where the last one stopped.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// meteor-1.5.jar (default: DYNREFER_METEOR_JAR, or the one pycocoevalcap ships).
+        #[arg(long, value_name = "FILE")]
+        meteor_jar: Option<PathBuf>,
+        /// Also list every region's answer (shapes).
         #[arg(long)]
         details: bool,
     },
@@ -699,7 +719,7 @@ fn run_eval(
     let options = DescribeOptions { beams: beams.max(1), ..DescribeOptions::default() };
     let dir = data.parent().unwrap_or(Path::new("."));
     let tty = std::io::stderr().is_terminal();
-    let mut report = dynrefer::train::eval::evaluate(&describer, &annotations, dir, &options, |done, total| {
+    let mut report = dynrefer::eval::shapes::evaluate(&describer, &annotations, dir, &options, |done, total| {
         if tty {
             eprint!("\reval {done}/{total}");
         }
@@ -712,6 +732,70 @@ fn run_eval(
         report.answers.clear();
     }
     Ok(serde_json::to_value(report).expect("a report serialises"))
+}
+
+/// What `eval` scores.
+#[derive(Clone, Copy, Debug)]
+enum EvalTask {
+    Shapes,
+    Paper(Task),
+}
+
+impl std::str::FromStr for EvalTask {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "shapes" {
+            return Ok(EvalTask::Shapes);
+        }
+        s.parse().map(EvalTask::Paper).map_err(|_| format!("unknown task {s:?}: shapes, refcocog, vg, densecap, ovad or coco"))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_benchmark(
+    task: Task,
+    model: &Path,
+    data: &Path,
+    images: Option<PathBuf>,
+    limit: Option<usize>,
+    beams: Option<usize>,
+    out: Option<&Path>,
+    meteor_jar: Option<PathBuf>,
+) -> Result<official::Scores, Failure> {
+    let failure = |e: official::EvalError| Failure(e.to_string());
+    let dataset = official::read_dataset(data).map_err(failure)?;
+    dataset.check_for(task).map_err(|e| Failure(format!("{}: {e}", data.display())))?;
+    let images = images.unwrap_or_else(|| {
+        let beside = data.parent().unwrap_or(Path::new("."));
+        dataset.image_root.as_ref().map_or(beside.to_path_buf(), |root| beside.join(root))
+    });
+    if !images.is_dir() {
+        return Err(Failure(format!("{}: no such folder of pictures (give it with --images)", images.display())));
+    }
+    // The jar is looked for before the long part, so that a missing one is said at once.
+    let jar = match task {
+        Task::RefCocog | Task::Vg | Task::DenseCap => {
+            Some(meteor_jar.map_or_else(meteor::find_jar, Ok).map_err(|e| Failure(e.to_string()))?)
+        }
+        Task::Ovad | Task::Coco => None,
+    };
+    let regions = &dataset.regions[..dataset.regions.len().min(limit.unwrap_or(usize::MAX))];
+    let describer = Describer::open_dir(model, &Device::flex(), |_| {}).map_err(|e| Failure(e.to_string()))?;
+    let mut options = task.options();
+    options.beams = beams.unwrap_or(options.beams).max(1);
+    let tty = std::io::stderr().is_terminal();
+    let started = Instant::now();
+    let predictions = official::predict(&describer, &dataset, regions, &images, task, &options, out, |done, total| {
+        if tty {
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            eprint!("\r{} {done}/{total} regions, {rate:.2}/s", task.name());
+        }
+    })
+    .map_err(failure)?;
+    if tty {
+        eprintln!();
+    }
+    official::score(task, &dataset, regions, &predictions, || jar.clone().ok_or(meteor::MeteorError::NoJar)).map_err(failure)
 }
 
 /// A bundle's model written again with another weight storage.
@@ -772,8 +856,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
             println!("{}", serde_json::json!({ "out": out, "scenes": count, "regions": objects }));
         }
         Command::Train(args) => run_train(&args)?,
-        Command::Eval { model, data, limit, beams, details } => {
-            println!("{}", run_eval(&model, &data, limit, beams, details)?);
+        Command::Eval { model, task: EvalTask::Shapes, data, limit, beams, details, .. } => {
+            println!("{}", run_eval(&model, &data, limit, beams.unwrap_or(5), details)?);
+        }
+        Command::Eval { model, task: EvalTask::Paper(task), data, images, limit, beams, out, meteor_jar, .. } => {
+            let scores = run_benchmark(task, &model, &data, images, limit, beams, out.as_deref(), meteor_jar)?;
+            println!("{}", serde_json::to_string(&scores).expect("scores serialise"));
         }
         Command::Quantize { model, quant, out, shard_mb } => {
             if !(shard_mb > 0.0 && shard_mb <= 2048.0) {

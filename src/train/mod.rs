@@ -7,7 +7,6 @@
 
 mod checkpoint;
 pub mod data;
-pub mod eval;
 pub mod loss;
 pub mod world;
 
