@@ -186,3 +186,139 @@ fn caption_metrics_match_pycocoevalcap() {
     }
     close(scores.corpus, &expected["meteor"]["corpus"], "METEOR".into());
 }
+
+const FREQ_SETS: [&str; 3] = ["head", "medium", "tail"];
+
+/// `dynrefer eval` with `args`, its JSON answer; the METEOR jar is the reference venv's.
+fn eval_cli(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_dynrefer"))
+        .arg("eval")
+        .args(args)
+        .env("DYNREFER_PYTHON", reference_python())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "eval {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn predictions(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// The shapes world's scenes as an annotation file of the release's layout (boxes as polygons,
+/// COCO classes and OVAD labels over the built-in model's attributes in `extra_info`).
+fn release_file(dir: &std::path::Path, attributes: &[String]) -> (PathBuf, Vec<dynrefer::scenes::Annotation>) {
+    let scenes = dir.join("scenes");
+    dynrefer::scenes::write_scenes(6, 4242, &scenes, |_| {}).unwrap();
+    let annotations = dynrefer::scenes::read_annotations(&scenes.join(dynrefer::scenes::ANNOTATIONS)).unwrap();
+    let mut names: Vec<&str> = annotations.iter().map(|a| a.image.as_str()).collect();
+    names.dedup();
+    let image_id = |name: &str| 1 + names.iter().position(|n| *n == name).unwrap();
+    let regions: Vec<Value> = annotations
+        .iter()
+        .enumerate()
+        .map(|(k, a)| {
+            let [x0, y0, x1, y1] = a.region;
+            let labels: Vec<i8> = attributes.iter().map(|t| i8::from(a.attributes.contains(t))).collect();
+            json!({"id": 100 + k, "image_id": image_id(&a.image), "caption": a.caption, "bbox": a.region,
+                   "segmentation": [[x0, y0, x0, y1, x1, y1, x1, y0]],
+                   "extra_info": {"coco_result": {"category": a.class}, "ovad_result": {"att_vec": labels}}})
+        })
+        .collect();
+    let attrs: Vec<Value> = attributes
+        .iter()
+        .enumerate()
+        .map(|(i, name)| json!({"id": i, "name": name, "freq_set": FREQ_SETS[i % 3]}))
+        .collect();
+    let images: Vec<Value> = names.iter().map(|n| json!({"id": image_id(n), "file_name": n})).collect();
+    let file = dir.join("test.json");
+    let release =
+        json!({"dataset": {"image_root": "scenes"}, "images": images, "annotations": regions, "attrs": attrs});
+    std::fs::write(&file, serde_json::to_vec(&release).unwrap()).unwrap();
+    (file, annotations)
+}
+
+#[test]
+fn eval_scores_the_release_files_as_the_references_do() {
+    let dir = common::scratch_dir("eval-parity", "release");
+    let model = format!("{}/www/model", env!("CARGO_MANIFEST_DIR"));
+    let manifest: Value = serde_json::from_slice(&std::fs::read(format!("{model}/manifest.json")).unwrap()).unwrap();
+    let attributes: Vec<String> = serde_json::from_value(manifest["vocabularies"]["attributes"].clone()).unwrap();
+    let (file, annotations) = release_file(&dir, &attributes);
+    let file = file.to_str().unwrap();
+    let preds = dir.join("refcocog.jsonl");
+    let common = |task: &'static str| ["--task", task, "--model", model.as_str(), "--annotations", file];
+
+    // A run stopped after three regions, its last line cut: the next run goes on from there.
+    let first = eval_cli(&[&common("refcocog")[..], &["--limit", "3", "--out", preds.to_str().unwrap()]].concat());
+    assert_eq!(first["regions"], 3);
+    assert_eq!(predictions(&preds).len(), 3);
+    let mut cut = std::fs::OpenOptions::new().append(true).open(&preds).unwrap();
+    std::io::Write::write_all(&mut cut, b"{\"id\": 103, \"capt").unwrap();
+    let scores = eval_cli(&[&common("refcocog")[..], &["--out", preds.to_str().unwrap()]].concat());
+    let answers = predictions(&preds);
+    let ids: Vec<u64> = answers.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, (100..100 + annotations.len() as u64).collect::<Vec<_>>(), "each region once, in order");
+    assert_eq!(scores["regions"], annotations.len());
+
+    let segments: Vec<Value> = answers
+        .iter()
+        .zip(&annotations)
+        .map(|(p, a)| json!({"hypothesis": p["caption"], "references": [a.caption]}))
+        .collect();
+    let expected = run_reference("captions.py", &json!({ "segments": segments }), "release-captions");
+    let close = |got: &Value, want: f64, what: &str| {
+        let got = got.as_f64().unwrap();
+        assert!((got - want).abs() <= 1e-9 * want.abs().max(1.0), "{what}: {got} vs {want}");
+    };
+    close(&scores["METEOR"], 100.0 * expected["meteor"]["corpus"].as_f64().unwrap(), "METEOR");
+    close(&scores["CIDEr"], 100.0 * expected["cider"]["corpus"].as_f64().unwrap(), "CIDEr");
+
+    let coco = dir.join("coco.jsonl");
+    let scores = eval_cli(&[&common("coco")[..], &["--out", coco.to_str().unwrap()]].concat());
+    let right = predictions(&coco).iter().zip(&annotations).filter(|(p, a)| p["class"] == a.class.as_str()).count();
+    close(&scores["accuracy"], 100.0 * right as f64 / annotations.len() as f64, "class accuracy");
+
+    let ovad = dir.join("ovad.jsonl");
+    let scores = eval_cli(&[&common("ovad")[..], &["--out", ovad.to_str().unwrap()]].concat());
+    let labels: Vec<Vec<i8>> =
+        annotations.iter().map(|a| attributes.iter().map(|t| i8::from(a.attributes.contains(t))).collect()).collect();
+    let freq_sets: Vec<&str> = (0..attributes.len()).map(|i| FREQ_SETS[i % 3]).collect();
+    let input = json!({"scores": predictions(&ovad).iter().map(|p| p["attributes"].clone()).collect::<Vec<_>>(),
+                       "labels": labels, "freq_sets": freq_sets});
+    let expected = run_reference("ovad.py", &input, "release-ovad");
+    for (ours, theirs) in [("mAP", "map_all"), ("head", "head"), ("medium", "medium"), ("tail", "tail")] {
+        close(&scores[ours], expected[theirs].as_f64().unwrap(), ours);
+    }
+
+    let dense = dir.join("densecap.jsonl");
+    let scores = eval_cli(&[&common("densecap")[..], &["--out", dense.to_str().unwrap()]].concat());
+    let answers = predictions(&dense);
+    let mut images: Vec<(String, Vec<Value>, Vec<Value>)> = Vec::new();
+    for (p, a) in answers.iter().zip(&annotations) {
+        if images.last().is_none_or(|(name, _, _)| *name != a.image) {
+            images.push((a.image.clone(), Vec::new(), Vec::new()));
+        }
+        let (_, truths, detections) = images.last_mut().unwrap();
+        truths.push(json!({"bbox": a.region, "caption": a.caption}));
+        detections.push(json!({"bbox": a.region, "score": p["score"], "caption": p["caption"]}));
+    }
+    let input =
+        json!({"images": images.iter().map(|(_, t, d)| json!({"truths": t, "detections": d})).collect::<Vec<_>>()});
+    let expected = run_reference("densecap.py", &input, "release-densecap");
+    close(&scores["mAP"], 100.0 * expected["map"].as_f64().unwrap(), "dense-captioning mAP");
+    close(&scores["det_mAP"], 100.0 * expected["det_map"].as_f64().unwrap(), "detection mAP");
+
+    // A box past its picture is said and scored as a wrong answer; the other regions still count.
+    let mut release: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    let outside = json!({"id": 1, "image_id": 1, "caption": "", "bbox": [0, 0, 5000, 5000],
+                         "extra_info": {"coco_result": {"category": "circle"}}});
+    release["annotations"].as_array_mut().unwrap().push(outside);
+    std::fs::write(file, serde_json::to_vec(&release).unwrap()).unwrap();
+    let skipping = dir.join("skipping.jsonl");
+    let scores = eval_cli(&[&common("coco")[..], &["--out", skipping.to_str().unwrap()]].concat());
+    assert_eq!(scores["skipped"], 1);
+    close(&scores["accuracy"], 100.0 * right as f64 / (annotations.len() + 1) as f64, "accuracy with a skipped region");
+    let skipped = predictions(&skipping).into_iter().find(|p| p["id"] == 1).unwrap();
+    assert!(skipped["skipped"].as_str().unwrap().contains("outside"), "{skipped}");
+}

@@ -153,7 +153,7 @@ pub fn dense_cap_map<E>(
             ap.push(ApAt { iou, meteor: min_meteor, ap: average_precision(&hits, regions) });
         }
     }
-    let mean = |aps: Vec<f64>| if aps.is_empty() { 0.0 } else { aps.iter().sum::<f64>() / aps.len() as f64 };
+    let mean = |aps: Vec<f64>| aps.iter().sum::<f64>() / aps.len() as f64;
     Ok(DenseCapReport {
         map: mean(ap.iter().filter(|a| a.meteor != -1.0).map(|a| a.ap).collect()),
         det_map: mean(ap.iter().filter(|a| a.meteor == -1.0).map(|a| a.ap).collect()),

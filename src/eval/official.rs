@@ -330,6 +330,17 @@ pub fn read_predictions(path: &Path) -> Result<HashMap<u64, Prediction>, EvalErr
     Ok(out)
 }
 
+/// The predictions file, ready for more lines: a last line cut by a stopped run is removed.
+fn open_for_append(path: &Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new().create(true).read(true).append(true).open(path)?;
+    let bytes = std::fs::read(path)?;
+    let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    if whole < bytes.len() {
+        file.set_len(whole as u64)?;
+    }
+    Ok(file)
+}
+
 fn prediction(task: Task, region: &Region, d: Description, attributes: &[Attribute]) -> Result<Prediction, String> {
     let class = (task == Task::Coco)
         .then(|| d.classes.iter().max_by(|a, b| a.score.total_cmp(&b.score)).map(|c| c.name.clone()))
@@ -372,10 +383,7 @@ pub fn predict(
     }
     let mut file = match out {
         Some(path) => Some(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
+            open_for_append(path)
                 .map_err(|e| EvalError::Predictions { path: path.to_path_buf(), message: e.to_string() })?,
         ),
         None => None,
