@@ -10,7 +10,7 @@ step() { echo "==> [$((SECONDS - start))s] $*" >&2; }
 step "checking tools"
 bash tools/ensure-tools.sh browser
 
-step "native tests: unit, views and model parity with the reference, convert, bundles, command line"
+step "native tests: unit, views and model parity with the reference, convert, bundles, command line, eval metrics against pycocoevalcap"
 cargo test --release --locked
 
 step "building the page"

@@ -40,7 +40,7 @@ pub fn tokenize(caption: &str) -> String {
 /// The tokenizer's output for one line, lower-cased, before the punctuation filter.
 pub fn tokens(line: &str) -> Vec<String> {
     static MIXED_NUMBER: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"(^|[^\p{L}\p{N}.,_])([0-9]+) ([0-9]+/[0-9]+)").expect("a valid pattern")
+        regex::Regex::new(r"(^|[^\p{L}\p{N}.,_:/-])([0-9]+) ([0-9]+/[0-9]+)").expect("a valid pattern")
     });
     let mut out = Vec::new();
     let joined = MIXED_NUMBER.replace_all(line, format!("${{1}}${{2}}{FRACTION_JOIN}${{3}}"));
@@ -229,7 +229,7 @@ mod tests {
             ("'quoted' dogs' ok?!", "` quoted ' dogs ' ok ?!"),
             ("#3 #tag @me a*b", "# 3 #tag @me a * b"),
             ("tower \u{2014} dash \u{1F600}", "tower -- dash"),
-            ("(5 1/2) 1,000 1/2", "-lrb- 5\u{a0}1/2 -rrb- 1,000 1/2"),
+            ("(5 1/2) 1,000 1/2 #5 1/2", "-lrb- 5\u{a0}1/2 -rrb- 1,000 1/2 # 5\u{a0}1/2"),
             ("a b. c... ok.", "a b. c. . . ok ."),
         ];
         for (text, want) in cases {
