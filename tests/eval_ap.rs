@@ -7,45 +7,16 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use dynrefer::eval::densecap::{Detection, ImageRegions, Truth, dense_cap_map};
 use dynrefer::eval::meteor::Meteor;
 use dynrefer::eval::ovad::{FreqSet, attribute_ap, ovad_report};
 use dynrefer::scenes::Rng;
 use serde_json::{Value, json};
 
-/// The reference venv's python, installed on first use.
-fn reference_python() -> PathBuf {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = Command::new("bash").arg(format!("{root}/tools/eval-reference.sh")).output().unwrap();
-    assert!(out.status.success(), "tools/eval-reference.sh: {}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
+use common::eval_reference::{meteor_jar, number};
 
 fn run_reference(script: &str, input: &Value, name: &str) -> Value {
-    let dir = common::scratch_dir("eval-ap", name);
-    let file = dir.join("input.json");
-    std::fs::write(&file, serde_json::to_vec(input).unwrap()).unwrap();
-    let script = format!("{}/tests/eval/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(reference_python()).arg(script).arg(&file).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn meteor_jar() -> PathBuf {
-    let out = Command::new(reference_python())
-        .args(["-c", "import os, pycocoevalcap.meteor.meteor as m; print(os.path.dirname(m.__file__))"])
-        .output()
-        .unwrap();
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("meteor-1.5.jar")
-}
-
-/// A float the reference printed as its repr string (exact, where serde_json's default parsing
-/// of a JSON number may be one ulp off).
-fn number(value: &Value) -> f64 {
-    value.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{value} is not a float's repr"))
+    common::eval_reference::run("eval-ap", script, input, name)
 }
 
 fn close(got: f64, want: &Value, what: &str) {

@@ -12,22 +12,10 @@ use dynrefer::eval::{cider, meteor, ptb};
 use dynrefer::scenes::Rng;
 use serde_json::{Value, json};
 
-/// The reference venv's python, installed on first use.
-fn reference_python() -> PathBuf {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = Command::new("bash").arg(format!("{root}/tools/eval-reference.sh")).output().unwrap();
-    assert!(out.status.success(), "tools/eval-reference.sh: {}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
+use common::eval_reference::{number as exact, python as reference_python};
 
 fn run_reference(script: &str, input: &Value, name: &str) -> Value {
-    let dir = common::scratch_dir("eval-parity", name);
-    let file = dir.join("input.json");
-    std::fs::write(&file, serde_json::to_vec(input).unwrap()).unwrap();
-    let script = format!("{}/tests/eval/{script}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(reference_python()).arg(script).arg(&file).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::eval_reference::run("eval-parity", script, input, name)
 }
 
 const WORDS: &[&str] = &[
@@ -178,7 +166,7 @@ fn caption_metrics_match_pycocoevalcap() {
     close(scores.corpus, &expected["cider"]["corpus"], "CIDEr-D".into());
     assert!(scores.corpus > 0.1, "the fixture has matching captions: {}", scores.corpus);
 
-    let jar = meteor::jar_of_python(reference_python().as_os_str()).unwrap();
+    let jar = common::eval_reference::meteor_jar();
     let mut meteor = meteor::Meteor::start(&jar).unwrap();
     let scores = meteor.score(&pairs).unwrap();
     for (i, got) in scores.segments.iter().enumerate() {
@@ -199,11 +187,6 @@ fn eval_cli(args: &[&str]) -> Value {
         .unwrap();
     assert!(out.status.success(), "eval {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// A number the ports print exactly, as a string.
-fn exact(v: &Value) -> f64 {
-    v.as_f64().unwrap_or_else(|| v.as_str().unwrap().parse().unwrap())
 }
 
 fn predictions(path: &std::path::Path) -> Vec<Value> {

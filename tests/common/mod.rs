@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+#[cfg(feature = "cli")]
+pub mod eval_reference;
 pub mod hostile;
 pub mod pth;
 
