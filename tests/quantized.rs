@@ -275,14 +275,24 @@ fn real_model_bundle_sizes() {
     let json = serde_json::to_vec(&q8).unwrap();
     assert_eq!(Manifest::parse("q8", &json).unwrap().total_bytes(), q8.total_bytes());
 
-    // what is checked before a download: the CPU fallback keeps quantized linear weights at 8 bits
-    // (plus a scale per 32) and the rest in f32, in wasm32's memory
+    // what is checked before a download: the CPU fallback keeps quantized linear weights as they
+    // are stored (q4: two values to a byte) with an f32 scale per 32, and the rest in f32
     let q4 = projected_manifest(&real, Quant::Q4, "real");
-    let cpu = Target::Cpu { max_bytes: 2 << 30 };
-    let refused = q4.check_fit(&cpu).unwrap_err();
-    let FitError::CpuMemory { needed, .. } = refused else { panic!("{refused:?}") };
-    assert!((4.8e9..5.4e9).contains(&(needed as f64)), "q4 on the CPU: {needed}");
-    assert!(refused.to_string().contains("GB for its weights on the CPU") && refused.to_string().contains("WebGPU"));
+    let cpu = Target::WASM_CPU;
+    let needed =
+        |manifest: &Manifest| manifest.tensors.iter().map(|(name, t)| manifest.cpu_bytes(name, t)).sum::<u64>();
+    assert!((2.9e9..3.1e9).contains(&(needed(&q4) as f64)), "q4 on the CPU: {}", needed(&q4));
+    assert_eq!(q4.check_fit(&cpu), Ok(()));
+    let refused = q8.check_fit(&cpu).unwrap_err();
+    assert!(
+        matches!(refused, FitError::CpuMemory { needed, .. } if (4.5e9..5.2e9).contains(&(needed as f64))),
+        "{refused:?}"
+    );
+    let message = refused.to_string();
+    assert!(
+        message.contains("q8 model needs") && message.contains("or load a q4 bundle") && message.contains("WebGPU"),
+        "{message}"
+    );
     let f32 = projected_manifest(&real, Quant::F32, "real").check_fit(&cpu).unwrap_err();
     assert!(matches!(f32, FitError::CpuMemory { needed, .. } if needed == 4 * params), "{f32:?}");
     assert!(f32.to_string().contains("16.4 GB"), "{f32}");

@@ -250,7 +250,7 @@ fn page_works_on_webgpu() {
 }
 
 /// Models that cannot run are refused before their download, each with a message that says why:
-/// the real model on the CPU fallback (5.0 GB for its q4 weights), an f16 bundle of it on WebGPU
+/// the real model at q8 on the CPU fallback (5.0 GB for its weights), an f16 bundle of it on WebGPU
 /// (widened to f32 on the GPU), and a tensor larger than the adapter's storage-binding limit
 /// (lowered through the page's test hook `?gpu-max-binding=`). The manifests are the real model's
 /// as converting it would write them; no shard exists, and none is asked for.
@@ -259,7 +259,7 @@ fn page_works_on_webgpu() {
 fn models_that_cannot_run_are_refused_before_download() {
     use dynrefer::bundle::Quant;
     use dynrefer::convert::write::projected_manifest;
-    for (quant, folder) in [(Quant::Q4, "full-q4"), (Quant::F16, "full-f16")] {
+    for (quant, folder) in [(Quant::Q8, "full-q8"), (Quant::F16, "full-f16")] {
         let dir = dist().join(folder);
         std::fs::create_dir_all(&dir).unwrap();
         let manifest = projected_manifest(&common::real_config(), quant, "DynRefer-FlanT5-XL");
@@ -283,8 +283,8 @@ fn models_that_cannot_run_are_refused_before_download() {
     };
 
     let cpu = Browser::start(false);
-    refused(&cpu, "/?model=full-q4/", &["5.0 GB for its weights on the CPU", "WebGPU"]);
-    assert_eq!(shards_fetched(&cpu), serde_json::json!([format!("{}full-q4/manifest.json", server.url("/"))]));
+    refused(&cpu, "/?model=full-q8/", &["q8 model needs 5.0 GB for its weights on the CPU", "WebGPU", "q4 bundle"]);
+    assert_eq!(shards_fetched(&cpu), serde_json::json!([format!("{}full-q8/manifest.json", server.url("/"))]));
 
     let gpu = Browser::start(true);
     refused(&gpu, "/?model=full-f16/", &["f16 bundle", "16.4 GB of GPU memory", "q4", "q8"]);
@@ -295,9 +295,11 @@ fn models_that_cannot_run_are_refused_before_download() {
 }
 
 /// Not a test: the real model, converted to q4 (`DYNREFER_FULL_BUNDLE`, e.g. by
-/// `tools/rehearse-full.sh`), in the page on SwiftShader's WebGPU: loaded with `?model=`, a box
+/// `tools/rehearse-full.sh`), in the page on the CPU backend (or, with
+/// `DYNREFER_FULL_BACKEND=webgpu`, on SwiftShader's WebGPU): loaded with `?model=`, a box
 /// described with one beam and `DYNREFER_FULL_TOKENS` new tokens (default 3), the caption ids
-/// compared with the CLI's on the same bundle; prints the load time and each stage's time.
+/// compared with the CLI's on the same bundle; prints the load time, each stage's time and the
+/// wasm memory's size at the end, which is its peak (a wasm memory never shrinks).
 #[test]
 #[ignore = "benchmark"]
 fn bench_full_size_model_in_the_page() {
@@ -305,7 +307,8 @@ fn bench_full_size_model_in_the_page() {
     let tokens: usize = std::env::var("DYNREFER_FULL_TOKENS").ok().and_then(|t| t.parse().ok()).unwrap_or(3);
     let site = StaticServer::start(&dist());
     let models = StaticServer::with_headers(&bundle, &["Access-Control-Allow-Origin: *"]);
-    let browser = Browser::start(true);
+    let webgpu = std::env::var("DYNREFER_FULL_BACKEND").is_ok_and(|b| b == "webgpu");
+    let browser = Browser::start(webgpu);
     let t0 = std::time::Instant::now();
     browser.goto(&site.url(&format!("/?model={}&tokens={tokens}", models.url("/"))));
     let hour = Duration::from_secs(3600);
@@ -331,9 +334,11 @@ fn bench_full_size_model_in_the_page() {
         s == "done" || s.starts_with("error")
     });
     println!(
-        "described in {:.0} s; stages (ms): {}",
+        "described on {} in {:.0} s; stages (ms): {}; wasm memory {} bytes",
+        browser.role_text("backend").unwrap_or_default(),
         t1.elapsed().as_secs_f64(),
-        browser.role_text("timings").unwrap_or_default()
+        browser.role_text("timings").unwrap_or_default(),
+        browser.role_text("memory").unwrap_or_default()
     );
     assert_eq!(browser.role_text("status").as_deref(), Some("done"));
     let page: serde_json::Value = serde_json::from_str(&browser.role_text("result").unwrap()).unwrap();

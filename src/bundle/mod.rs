@@ -348,7 +348,10 @@ impl Loader {
     /// Builds the manifest's model (its weights are allocated as they arrive) after checking that
     /// the manifest lists as many tensors as that model has.
     pub fn new(bundle: &str, manifest: Manifest, device: &Device) -> Result<Loader, BundleError> {
-        let model = manifest.config.init(device);
+        let mut model = manifest.config.init(device);
+        if manifest.quant.scheme().is_some() && *device == Device::flex() {
+            model = model.map(&mut CpuQuantized::default());
+        }
         let mut count = ParamCount::default();
         model.visit(&mut count);
         if count.0 != manifest.tensors.len() {
@@ -422,15 +425,7 @@ impl Loader {
                 .unwrap_or_default();
             return Err(BundleError::Missing { bundle: self.bundle, count: expected - self.applied.len(), example });
         }
-        // On the CPU backend, linear layers multiply by their quantized weights directly (the
-        // crate's kernels dequantize strip by strip); every other quantized tensor (embedding
-        // tables, packed attention projections) would be dequantized whole on every use, so it
-        // is widened once here.
-        let model = if self.manifest.quant.scheme().is_some() && self.device == Device::flex() {
-            self.model.map(&mut DequantizeOutsideLinear::default())
-        } else {
-            self.model
-        };
+        let model = self.model;
         Ok((model, self.manifest))
     }
 }
@@ -483,13 +478,17 @@ fn widen_scales(tensor: PackTensor, bundle_scheme: Option<QuantScheme>) -> Resul
     Ok(PackTensor::new(name, DType::QFloat(wide), shape, id, Bytes::from_bytes_vec(widened)))
 }
 
-/// Dequantizes every parameter that is not held by a linear layer.
+/// What the CPU backend keeps of a quantized parameter as it arrives: linear layers multiply by
+/// their quantized weights directly (the crate's kernels dequantize strip by strip), kept as
+/// compactly as the backend can (4-bit values two to a byte); every other quantized tensor
+/// (embedding tables, packed attention projections) would be dequantized whole on every use, so
+/// it is widened once. `Manifest::cpu_bytes` counts the same.
 #[derive(Default)]
-struct DequantizeOutsideLinear {
+struct CpuQuantized {
     containers: Vec<String>,
 }
 
-impl ModuleMapper for DequantizeOutsideLinear {
+impl ModuleMapper for CpuQuantized {
     fn enter_module(&mut self, _name: &str, container_type: &str) {
         self.containers.push(container_type.to_string());
     }
@@ -500,9 +499,9 @@ impl ModuleMapper for DequantizeOutsideLinear {
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         if self.containers.last().is_some_and(|c| c == "Struct:Linear") {
-            param
+            param.load_mapper(kernels::compact_weight)
         } else {
-            param.map(kernels::dequantize)
+            param.load_mapper(kernels::dequantize)
         }
     }
 }
@@ -538,15 +537,23 @@ pub enum Target {
     Gpu { max_binding: u64, max_bytes: u64 },
 }
 
+impl Target {
+    /// The page's CPU backend: wasm32 addresses 4 GiB, and the photo, the activations and the
+    /// shard being loaded need room beside the weights (measured: the real model's q4 weights,
+    /// 3.0 GB on the CPU, describe within 3.5 GiB).
+    pub const WASM_CPU: Target = Target::Cpu { max_bytes: 3_100_000_000 };
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum FitError {
     #[error(
-        "this model needs {} for its weights on the CPU, more than the {} the CPU fallback can hold; this browser \
-         has no WebGPU: open the page in one that has (e.g. Chrome or Edge)",
+        "this {quant} model needs {} for its weights on the CPU, more than the {} the CPU fallback can hold; this \
+         browser has no WebGPU: open the page in one that has (e.g. Chrome or Edge){}",
         gb(*needed),
-        gb(*limit)
+        gb(*limit),
+        if *quant == "q4" { "" } else { ", or load a q4 bundle (about 0.7 bytes per parameter on the CPU)" }
     )]
-    CpuMemory { needed: u64, limit: u64 },
+    CpuMemory { quant: &'static str, needed: u64, limit: u64 },
     #[error(
         "this {quant} bundle needs {} of GPU memory (its weights are widened to f32 on the GPU), more than the {} a \
          browser can count on; convert the model with --quant q4 (about 0.6 bytes per parameter) or q8 (about 1.1)",
@@ -590,13 +597,16 @@ impl Manifest {
     }
 
     /// The bytes `tensor` takes on the CPU backend: quantized linear weights stay quantized there,
-    /// their values unpacked to 8 bits with an f32 scale per block; everything else is f32,
+    /// their values in 8 or 4 bits with an f32 scale per block; everything else is f32,
     /// embedding tables and packed attention projections included (they are widened at load).
     pub fn cpu_bytes(&self, name: &str, tensor: &TensorEntry) -> u64 {
         let numel = tensor.shape.iter().map(|&d| d as u64).product::<u64>();
         let widened = name.contains("embedding") || name.ends_with("shared.weight") || name.ends_with("in_proj_weight");
-        if tensor.is_quantized() && self.quant.scheme().is_some() && !widened {
-            numel + numel.div_ceil(QUANT_BLOCK as u64) * 4
+        if let Some(scheme) = self.quant.scheme()
+            && tensor.is_quantized()
+            && !widened
+        {
+            numel * scheme.value.size_bits() as u64 / 8 + numel.div_ceil(QUANT_BLOCK as u64) * 4
         } else {
             4 * numel
         }
@@ -608,7 +618,7 @@ impl Manifest {
             Target::Cpu { max_bytes } => {
                 let needed: u64 = self.tensors.iter().map(|(name, t)| self.cpu_bytes(name, t)).sum();
                 if needed > max_bytes {
-                    return Err(FitError::CpuMemory { needed, limit: max_bytes });
+                    return Err(FitError::CpuMemory { quant: self.quant.name(), needed, limit: max_bytes });
                 }
             }
             Target::Gpu { max_binding, max_bytes } => {

@@ -14,23 +14,53 @@ pub const MAX_ROWS: usize = 64;
 const NR: usize = 64;
 const MR: usize = 4;
 
-/// An 8-bit weight matrix, row-major [k, n] (4-bit values are unpacked to 8 bits at load), with
-/// one scale per block of `block_cols` consecutive columns of a row (`block_cols` divides `NR`).
+/// The values of a block-quantized weight matrix, row-major [k, n].
 #[derive(Clone, Copy)]
-pub struct Q8Weight<'a> {
-    pub values: &'a [i8],
+pub enum Values<'a> {
+    /// One value per byte (8-bit weights, and 4-bit ones that were not packed).
+    I8(&'a [i8]),
+    /// 4-bit values two to a byte, offset by 8 to be unsigned: in each block of 32 columns of a
+    /// row, byte `j` holds column `j` in its low half and column `j + 16` in its high half, so
+    /// that a block unpacks as two runs of 16 consecutive columns (whole vectors, no shuffles).
+    Packed4(&'a [u8]),
+}
+
+/// Byte `j` of a packed block holds columns `j` and `j + 16` (see [`Values::Packed4`]).
+pub const PACKED_BLOCK: usize = 32;
+
+/// A block-quantized weight matrix [k, n] with one scale per block of `block_cols` consecutive
+/// columns of a row (`block_cols` divides `NR`; packed values need blocks of [`PACKED_BLOCK`]).
+#[derive(Clone, Copy)]
+pub struct QWeight<'a> {
+    pub values: Values<'a>,
     pub scales: &'a [f32],
     pub block_cols: usize,
 }
 
-impl Q8Weight<'_> {
+impl QWeight<'_> {
     /// Row `p`, columns `n0..n0 + row.len()`, dequantized into `row`.
     #[inline(always)]
     fn unpack_row(&self, n: usize, p: usize, n0: usize, row: &mut [f32]) {
         let start = p * n + n0;
         let first_block = p * n.div_ceil(self.block_cols) + n0 / self.block_cols;
-        let values = &self.values[start..start + row.len()];
         let scales = &self.scales[first_block..];
+        let values = match self.values {
+            Values::Packed4(bytes) => {
+                // a packed weight's rows and strips are whole blocks
+                let bytes = &bytes[start / 2..(start + row.len()) / 2];
+                let (out_blocks, _) = row.as_chunks_mut::<PACKED_BLOCK>();
+                let (q_blocks, _) = bytes.as_chunks::<{ PACKED_BLOCK / 2 }>();
+                for ((out, q), scale) in out_blocks.iter_mut().zip(q_blocks).zip(scales) {
+                    let (low, high) = out.split_at_mut(PACKED_BLOCK / 2);
+                    for j in 0..PACKED_BLOCK / 2 {
+                        low[j] = ((q[j] & 15) as i32 - 8) as f32 * scale;
+                        high[j] = ((q[j] >> 4) as i32 - 8) as f32 * scale;
+                    }
+                }
+                return;
+            }
+            Values::I8(values) => &values[start..start + row.len()],
+        };
         if self.block_cols == 32 {
             // the bundles' blocks: fixed-size chunks, so that the loop compiles to whole vectors
             let (out_blocks, out_tail) = row.as_chunks_mut::<32>();
@@ -52,6 +82,27 @@ impl Q8Weight<'_> {
             }
         }
     }
+
+    /// The number of values.
+    fn len(&self) -> usize {
+        match self.values {
+            Values::I8(values) => values.len(),
+            Values::Packed4(bytes) => 2 * bytes.len(),
+        }
+    }
+}
+
+/// 4-bit values (-8..=7, one per byte, row-major with rows of `n` columns, `n` a multiple of
+/// [`PACKED_BLOCK`]) two to a byte, as [`Values::Packed4`] lays them out.
+pub fn pack4(values: &[i8], n: usize) -> Vec<u8> {
+    assert!(n % PACKED_BLOCK == 0 && values.len() % n == 0, "rows of whole blocks");
+    let nibble = |v: i8| (v as i32 + 8).clamp(0, 15) as u8;
+    let (blocks, _) = values.as_chunks::<PACKED_BLOCK>();
+    let pack = |block: &[i8; PACKED_BLOCK]| {
+        let (low, high) = block.split_at(PACKED_BLOCK / 2);
+        std::array::from_fn::<u8, { PACKED_BLOCK / 2 }, _>(|j| nibble(low[j]) | nibble(high[j]) << 4)
+    };
+    blocks.iter().flat_map(pack).collect()
 }
 
 /// `x` transposed into steps of k, each holding rows `r0..r0 + MR` (zero-padded past `m`).
@@ -91,7 +142,7 @@ fn strip<const FUSED: bool>(
     x: &[f32],
     m: usize,
     k: usize,
-    w: Q8Weight,
+    w: QWeight,
     n: usize,
     n0: usize,
     s: &mut Scratch,
@@ -142,13 +193,13 @@ fn strip<const FUSED: bool>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-fn strip_avx512(x: &[f32], m: usize, k: usize, w: Q8Weight, n: usize, n0: usize, s: &mut Scratch) -> Vec<f32> {
+fn strip_avx512(x: &[f32], m: usize, k: usize, w: QWeight, n: usize, n0: usize, s: &mut Scratch) -> Vec<f32> {
     strip::<true>(x, m, k, w, n, n0, s)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn strip_avx2(x: &[f32], m: usize, k: usize, w: Q8Weight, n: usize, n0: usize, s: &mut Scratch) -> Vec<f32> {
+fn strip_avx2(x: &[f32], m: usize, k: usize, w: QWeight, n: usize, n0: usize, s: &mut Scratch) -> Vec<f32> {
     strip::<true>(x, m, k, w, n, n0, s)
 }
 
@@ -185,7 +236,7 @@ impl Isa {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn strip(self, x: &[f32], m: usize, k: usize, w: Q8Weight, n: usize, n0: usize, s: &mut Scratch) -> Vec<f32> {
+    fn strip(self, x: &[f32], m: usize, k: usize, w: QWeight, n: usize, n0: usize, s: &mut Scratch) -> Vec<f32> {
         match self {
             Isa::Plain => strip::<false>(x, m, k, w, n, n0, s),
             // SAFETY: `matmul_on`, the only caller, checked that this CPU has these features.
@@ -198,12 +249,12 @@ impl Isa {
 }
 
 /// `x` [m, k] times `w` [k, n] → [m, n], row-major.
-pub fn matmul(x: &[f32], m: usize, k: usize, w: Q8Weight, n: usize) -> Vec<f32> {
+pub fn matmul(x: &[f32], m: usize, k: usize, w: QWeight, n: usize) -> Vec<f32> {
     matmul_on(Isa::detect(), x, m, k, w, n)
 }
 
 /// [`matmul`] with the instructions of `isa`, which this CPU must have: the tests force each path.
-fn matmul_on(isa: Isa, x: &[f32], m: usize, k: usize, w: Q8Weight, n: usize) -> Vec<f32> {
+fn matmul_on(isa: Isa, x: &[f32], m: usize, k: usize, w: QWeight, n: usize) -> Vec<f32> {
     assert!(isa.supported(), "{isa:?} instructions on a CPU without them");
     let starts: Vec<usize> = (0..n).step_by(NR).collect();
     let scratch = || Scratch { panel: Vec::new(), rows: Vec::new() };
@@ -230,7 +281,7 @@ fn matmul_on(isa: Isa, x: &[f32], m: usize, k: usize, w: Q8Weight, n: usize) -> 
 /// `x` [m, k] times `w` [k, n] for many rows: `w` is dequantized a panel of columns at a time
 /// into a buffer each thread keeps, and each panel goes through gemm (burn's CPU matmul).
 #[cfg(not(target_arch = "wasm32"))]
-pub fn matmul_many_rows(x: &[f32], m: usize, k: usize, w: Q8Weight, n: usize) -> Vec<f32> {
+pub fn matmul_many_rows(x: &[f32], m: usize, k: usize, w: QWeight, n: usize) -> Vec<f32> {
     use rayon::prelude::*;
     const PANEL: usize = 1024;
     thread_local! {
@@ -272,9 +323,9 @@ pub fn matmul_many_rows(x: &[f32], m: usize, k: usize, w: Q8Weight, n: usize) ->
     out
 }
 
-/// The whole of an 8-bit weight as f32.
-pub fn dequantize(w: Q8Weight, n: usize) -> Vec<f32> {
-    let mut out = vec![0f32; w.values.len()];
+/// The whole of a quantized weight as f32.
+pub fn dequantize(w: QWeight, n: usize) -> Vec<f32> {
+    let mut out = vec![0f32; w.len()];
     let rows = |(p, row): (usize, &mut [f32])| w.unpack_row(n, p, 0, row);
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -321,7 +372,7 @@ mod tests {
         for (m, k, n, block_cols) in shapes {
             let x = values(m * k, 3);
             let (q, scales) = quantized(k, n, block_cols);
-            let w = Q8Weight { values: &q, scales: &scales, block_cols };
+            let w = QWeight { values: Values::I8(&q), scales: &scales, block_cols };
             let wide = dequantize(w, n);
             for p in 0..k {
                 for c in 0..n {
@@ -335,6 +386,31 @@ mod tests {
             for (g, want) in got.iter().zip(reference(&x, m, k, &wide, n)) {
                 assert!((*g as f64 - want).abs() < 1e-5 * (1.0 + want.abs()), "{m}x{k}x{n}: {g} vs {want}");
             }
+        }
+    }
+
+    /// 4-bit values packed two to a byte give the very products of the same values one to a byte,
+    /// on every path (one row, a few rows, a shared panel, gemm, the whole weight), with partial
+    /// strips and panels.
+    #[test]
+    fn packed_4_bit_weights_multiply_exactly_as_unpacked_ones() {
+        let mut isas = vec![Isa::Plain];
+        #[cfg(target_arch = "x86_64")]
+        isas.extend([Isa::Avx2, Isa::Avx512]);
+        for (m, k, n) in [(1, 37, 96), (3, 64, 160), (7, 50, 32), (64, 300, 224), (70, 33, 1056)] {
+            let x = values(m * k, 3);
+            let q: Vec<i8> = values(k * n, 4).iter().map(|v| (v * 7.0).round() as i8).collect();
+            let scales: Vec<f32> = values(k * n / 32, 5).iter().map(|v| v.abs() / 100.0 + 1e-3).collect();
+            let packed = pack4(&q, n);
+            assert_eq!(packed.len(), k * n / 2);
+            let one = QWeight { values: Values::I8(&q), scales: &scales, block_cols: 32 };
+            let two = QWeight { values: Values::Packed4(&packed), scales: &scales, block_cols: 32 };
+            assert_eq!(dequantize(two, n), dequantize(one, n), "{k}x{n}");
+            for isa in isas.iter().filter(|isa| isa.supported()) {
+                assert_eq!(matmul_on(*isa, &x, m, k, two, n), matmul_on(*isa, &x, m, k, one, n), "{isa:?} {m}x{k}x{n}");
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            assert_eq!(matmul_many_rows(&x, m, k, two, n), matmul_many_rows(&x, m, k, one, n), "{m}x{k}x{n}");
         }
     }
 
@@ -379,7 +455,7 @@ mod tests {
             for (m, k, n, block_cols) in [(1, 37, 200, 8), (3, 64, 130, 2), (7, 50, 96, 32), (64, 300, 70, 32)] {
                 let x = values(m * k, 3);
                 let (q, scales) = quantized(k, n, block_cols);
-                let w = Q8Weight { values: &q, scales: &scales, block_cols };
+                let w = QWeight { values: Values::I8(&q), scales: &scales, block_cols };
                 let error = relative_error(&matmul_on(isa, &x, m, k, w, n), &x, m, k, &dequantize(w, n), n);
                 assert!(error <= REL_TOL, "{isa:?} {m}x{k}x{n}: relative error {error:e}");
                 worst = worst.max(error);
@@ -397,7 +473,7 @@ mod tests {
         for (m, k, n, block_cols) in [(65, 33, 1025, 1), (130, 96, 2100, 32), (200, 40, 1030, 2)] {
             let x = values(m * k, 3);
             let (q, scales) = quantized(k, n, block_cols);
-            let w = Q8Weight { values: &q, scales: &scales, block_cols };
+            let w = QWeight { values: Values::I8(&q), scales: &scales, block_cols };
             let error = relative_error(&matmul_many_rows(&x, m, k, w, n), &x, m, k, &dequantize(w, n), n);
             assert!(error <= REL_TOL, "{m}x{k}x{n}: relative error {error:e}");
             worst = worst.max(error);
@@ -411,22 +487,22 @@ mod tests {
         for (m, k, n) in [(1usize, 2048usize, 5120usize), (5, 2048, 5120), (32, 768, 3072), (771, 1408, 6144)] {
             let x = values(m * k, 1);
             let q = vec![3i8; k * n];
+            let packed = pack4(&q, n);
             let s = vec![0.01f32; k * n / 32];
-            let w = Q8Weight { values: &q, scales: &s, block_cols: 32 };
-            let t = std::time::Instant::now();
-            for _ in 0..10 {
-                std::hint::black_box(if m <= MAX_ROWS {
-                    matmul(&x, m, k, w, n)
-                } else {
-                    matmul_many_rows(&x, m, k, w, n)
-                });
+            for values in [Values::I8(&q), Values::Packed4(&packed)] {
+                let w = QWeight { values, scales: &s, block_cols: 32 };
+                let t = std::time::Instant::now();
+                for _ in 0..10 {
+                    std::hint::black_box(if m <= MAX_ROWS {
+                        matmul(&x, m, k, w, n)
+                    } else {
+                        matmul_many_rows(&x, m, k, w, n)
+                    });
+                }
+                let ms = t.elapsed().as_secs_f64() / 10.0 * 1e3;
+                let kind = if matches!(values, Values::I8(_)) { "8-bit" } else { "packed 4-bit" };
+                println!("{m}x{k}x{n} {kind}: {ms:.2} ms, {:.1} GFLOP/s", 2.0 * (m * k * n) as f64 / ms / 1e6);
             }
-            let ms = t.elapsed().as_secs_f64() / 10.0 * 1e3;
-            println!(
-                "{m}x{k}x{n}: {ms:.2} ms, {:.1} GFLOP/s, {:.2} GB/s of weights",
-                2.0 * (m * k * n) as f64 / ms / 1e6,
-                (k * n) as f64 / ms / 1e6
-            );
         }
     }
 }

@@ -14,7 +14,8 @@ use burn::backend::tensor::{FloatTensor, QuantizedTensor};
 use burn::backend::{Backend, DType, Dispatch, Flex, FloatDType, TensorData, TensorMetadata, backend_extension};
 use burn::tensor::{Device, Tensor};
 
-use matmul::Q8Weight;
+use burn::tensor::quantization::{QuantStore, QuantValue, global_scale_dtype};
+use matmul::{QWeight, Values};
 
 #[backend_extension(
     Flex: cfg(feature = "model"),
@@ -30,6 +31,11 @@ pub trait Kernels: Backend {
     /// A block-quantized tensor in f32.
     fn dequantize_f32(tensor: QuantizedTensor<Self>) -> FloatTensor<Self> {
         Self::dequantize(tensor, FloatDType::F32)
+    }
+
+    /// A quantized weight [k, n] in its most compact form for `quantized_weight_matmul`.
+    fn compact_weight(weight: QuantizedTensor<Self>) -> QuantizedTensor<Self> {
+        weight
     }
 
     /// `x` [m, k] times a block-quantized weight [k, n].
@@ -53,21 +59,28 @@ fn flex_tensor(values: Vec<f32>, shape: [usize; 2]) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
-/// An 8-bit weight's values and per-block scales, when its blocks are runs of columns this
+/// A quantized weight's values and per-block scales, when its blocks are runs of columns this
 /// module's kernels take (as every bundle's are: blocks of 32 along the output dimension).
-fn q8_weight(weight: &FlexQTensor) -> Option<Q8Weight<'_>> {
+fn q_weight(weight: &FlexQTensor) -> Option<QWeight<'_>> {
     let DType::QFloat(scheme) = weight.dtype() else { return None };
     let block = scheme.block_size()?;
-    let values = weight.tensor().as_slice::<i8>()?;
     let shape = weight.shape();
     let (&n, scales) = (shape.as_slice().last()?, weight.scales());
     let block_cols = match block.as_slice() {
         [cols] | [1, cols] if *cols > 0 && 64 % (*cols as usize) == 0 => *cols as usize,
         _ => return None,
     };
-    let fits =
-        n > 0 && values.len() == shape.num_elements() && scales.len() == values.len() / n * n.div_ceil(block_cols);
-    fits.then_some(Q8Weight { values, scales, block_cols })
+    let numel = shape.num_elements();
+    let values = match scheme.store {
+        QuantStore::PackedNative(0) if block_cols == matmul::PACKED_BLOCK => {
+            let bytes = weight.tensor().bytes();
+            (2 * bytes.len() == numel).then_some(Values::Packed4(bytes))?
+        }
+        QuantStore::Native => Values::I8(weight.tensor().as_slice::<i8>().filter(|v| v.len() == numel)?),
+        _ => return None,
+    };
+    let fits = n > 0 && global_scale_dtype(&scheme).is_none() && scales.len() == numel / n * n.div_ceil(block_cols);
+    fits.then_some(QWeight { values, scales, block_cols })
 }
 
 impl Kernels for Flex {
@@ -85,15 +98,30 @@ impl Kernels for Flex {
 
     fn dequantize_f32(tensor: QuantizedTensor<Self>) -> FloatTensor<Self> {
         let shape = tensor.shape();
-        match (q8_weight(&tensor), shape.as_slice()) {
+        match (q_weight(&tensor), shape.as_slice()) {
             (Some(w), &[k, n]) => flex_tensor(matmul::dequantize(w, n), [k, n]),
             _ => Self::dequantize(tensor, FloatDType::F32),
         }
     }
 
+    /// 4-bit values are unpacked to one per byte by burn's CPU backend; they are packed two to a
+    /// byte again (see [`matmul::Values::Packed4`]), which halves the memory of a q4 model.
+    fn compact_weight(weight: QuantizedTensor<Self>) -> QuantizedTensor<Self> {
+        let (DType::QFloat(scheme), [_, n]) = (weight.dtype(), weight.shape().dims()) else { return weight };
+        let packable = scheme.value == QuantValue::Q4S && n % matmul::PACKED_BLOCK == 0;
+        let Some(QWeight { values: Values::I8(values), scales, block_cols }) = q_weight(&weight) else { return weight };
+        if !packable || block_cols != matmul::PACKED_BLOCK {
+            return weight;
+        }
+        let packed = burn::tensor::Bytes::from_elems(matmul::pack4(values, n));
+        let layout = weight.tensor().layout().clone();
+        let tensor = FlexTensor::new(packed, layout, DType::I8);
+        FlexQTensor::new(tensor, scheme.with_store(QuantStore::PackedNative(0)), scales.to_vec(), None)
+    }
+
     fn quantized_weight_matmul(x: FloatTensor<Self>, weight: QuantizedTensor<Self>) -> FloatTensor<Self> {
         let ([m, k], [_, n]) = (x.shape().dims(), weight.shape().dims());
-        let (Some(xs), Some(w)) = (f32_values(&x), q8_weight(&weight)) else {
+        let (Some(xs), Some(w)) = (f32_values(&x), q_weight(&weight)) else {
             return Self::float_matmul(x, Self::dequantize(weight, FloatDType::F32));
         };
         if m <= matmul::MAX_ROWS {
@@ -118,6 +146,14 @@ impl<B: Backend, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStr
 /// Exact GELU of every value.
 pub fn gelu<const N: usize>(x: Tensor<N>) -> Tensor<N> {
     Tensor::from_dispatch(<Dispatch as Kernels>::gelu(x.into_dispatch()))
+}
+
+/// A quantized linear weight as the backend keeps it most compactly (unchanged elsewhere).
+pub fn compact_weight<const N: usize>(tensor: Tensor<N>) -> Tensor<N> {
+    match tensor.dtype() {
+        DType::QFloat(_) => Tensor::from_dispatch(<Dispatch as Kernels>::compact_weight(tensor.into_dispatch())),
+        _ => tensor,
+    }
 }
 
 /// `tensor` in f32 (unchanged when it is not quantized).

@@ -26,10 +26,6 @@ impl std::fmt::Display for Backend {
     }
 }
 
-/// The most model memory the CPU backend may hold: wasm32 addresses 4 GiB, and the photo, the
-/// activations and the shard being loaded need room beside the weights.
-const CPU_MODEL_BYTES: u64 = 2 << 30;
-
 /// The GPU memory a page can count on for weights. WebGPU does not tell how much memory a GPU
 /// has; the real model quantized to q8 (4.6 GB on the GPU) fits in this, widened to f32
 /// (16.4 GB) it does not.
@@ -59,7 +55,7 @@ impl Compute {
             Some(a) if self.backend == Backend::WebGpu => {
                 Target::Gpu { max_binding: a.max_binding, max_bytes: GPU_MODEL_BYTES }
             }
-            _ => Target::Cpu { max_bytes: CPU_MODEL_BYTES },
+            _ => Target::WASM_CPU,
         }
     }
 }
