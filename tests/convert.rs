@@ -7,8 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use burn::store::{ModuleStore, PytorchStore, bridge};
-use common::pth::{Data, PthTensor, write_pth};
+use common::pth::{Data, PthTensor, f32_tensor, read_pth, write_pth};
 use safetensors::SafeTensors;
 
 fn scratch(name: &str) -> PathBuf {
@@ -79,247 +78,15 @@ impl Files {
     }
 }
 
-/// A checkpoint's tensors as f32, by name (nested `model` dicts flattened as the converter does).
-fn read_pth(path: &Path) -> Vec<PthTensor> {
-    let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
-    store
-        .get_all_tensors()
-        .unwrap()
-        .iter()
-        .map(|(k, t)| {
-            let data = bridge::to_data(t).unwrap().convert::<f32>();
-            PthTensor {
-                name: k.strip_prefix("model.").unwrap_or(k).to_string(),
-                shape: t.shape.to_vec(),
-                data: Data::F32(data.try_to_vec().unwrap()),
-            }
-        })
-        .collect()
-}
-
-/// Deterministic small values.
-fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
-        })
-        .collect()
-}
-
-fn f32_tensor(name: &str, shape: &[usize], seed: u64, scale: f32) -> PthTensor {
-    let n = shape.iter().product();
-    PthTensor { name: name.into(), shape: shape.to_vec(), data: Data::F32(values(n, seed, scale)) }
-}
-
-fn to_bits(v: &[f32], bf16: bool) -> Vec<u16> {
-    v.iter().map(|&x| if bf16 { (x.to_bits() >> 16) as u16 } else { half_bits(x) }).collect()
-}
-
-/// f32 → IEEE half (round toward zero; the test only needs exact round trips of the stored bits).
-fn half_bits(x: f32) -> u16 {
-    let b = x.to_bits();
-    let sign = ((b >> 16) & 0x8000) as u16;
-    let exp = ((b >> 23) & 0xff) as i32 - 127 + 15;
-    if exp <= 0 {
-        return sign;
-    }
-    sign | ((exp.min(30) as u16) << 10) | ((b >> 13) & 0x3ff) as u16
-}
-
-fn half_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h & 0x8000) << 16;
-    let exp = u32::from((h >> 10) & 0x1f);
-    if exp == 0 {
-        return f32::from_bits(sign);
-    }
-    f32::from_bits(sign | ((exp + 127 - 15) << 23) | (u32::from(h & 0x3ff) << 13))
-}
-
-/// One EVA ViT-g block and one FlanT5-XL block at their real shapes, in the official layouts:
+/// The real widths with one layer each (`common::real_widths`), in the official layouts:
 /// `eva_vit_g.pth` (2 blocks: LAVIS drops the last), a BLIP-2 file without `visual_encoder`, and
 /// a sharded bf16 HF T5 folder. The converter must take them and the page's describe must run.
 #[test]
 fn real_layouts_and_shapes_convert_and_describe() {
     let dir = scratch("real");
-    let (w, mlp, patch, grid) = (1408usize, 6144usize, 14usize, 16usize);
-
-    // eva_vit_g.pth: fp16, keys without `visual_encoder.`, 2 blocks
-    let mut vit = vec![];
-    let mut add_half = |name: &str, shape: &[usize], seed: u64, scale: f32| {
-        let v = values(shape.iter().product(), seed, scale);
-        vit.push(PthTensor { name: name.into(), shape: shape.to_vec(), data: Data::F16(to_bits(&v, false)) });
-    };
-    add_half("cls_token", &[1, 1, w], 1, 0.02);
-    add_half("pos_embed", &[1, grid * grid + 1, w], 2, 0.02);
-    add_half("patch_embed.proj.weight", &[w, 3, patch, patch], 3, 0.02);
-    add_half("patch_embed.proj.bias", &[w], 4, 0.02);
-    for b in 0..2u64 {
-        let p = format!("blocks.{b}");
-        add_half(&format!("{p}.norm1.weight"), &[w], 10 + b, 1.0);
-        add_half(&format!("{p}.norm1.bias"), &[w], 20 + b, 0.02);
-        add_half(&format!("{p}.attn.qkv.weight"), &[3 * w, w], 30 + b, 0.02);
-        add_half(&format!("{p}.attn.q_bias"), &[w], 40 + b, 0.02);
-        add_half(&format!("{p}.attn.v_bias"), &[w], 50 + b, 0.02);
-        add_half(&format!("{p}.attn.proj.weight"), &[w, w], 60 + b, 0.02);
-        add_half(&format!("{p}.attn.proj.bias"), &[w], 70 + b, 0.02);
-        add_half(&format!("{p}.norm2.weight"), &[w], 80 + b, 1.0);
-        add_half(&format!("{p}.norm2.bias"), &[w], 90 + b, 0.02);
-        add_half(&format!("{p}.mlp.fc1.weight"), &[mlp, w], 100 + b, 0.02);
-        add_half(&format!("{p}.mlp.fc1.bias"), &[mlp], 110 + b, 0.02);
-        add_half(&format!("{p}.mlp.fc2.weight"), &[w, mlp], 120 + b, 0.02);
-        add_half(&format!("{p}.mlp.fc2.bias"), &[w], 130 + b, 0.02);
-    }
-    let qkv_source = match &vit.iter().find(|t| t.name == "blocks.0.attn.qkv.weight").unwrap().data {
-        Data::F16(bits) => bits[..8].iter().map(|&h| half_to_f32(h)).collect::<Vec<f32>>(),
-        _ => unreachable!(),
-    };
-    let vit_path = dir.join("eva_vit_g.pth");
-    write_pth(&vit_path, &vit, false);
-    drop(vit);
-
-    // BLIP-2 without the ViT, Q-Former cross-attention reading 1408 wide tokens
-    let mut blip2: Vec<PthTensor> = read_pth(&common::e2e_file("blip2.pth"))
-        .into_iter()
-        .filter(|t| {
-            !t.name.starts_with("visual_encoder.") && !t.name.starts_with("ln_vision.") && t.name != "t5_proj.weight"
-        })
-        .map(|t| {
-            let wide = t.name.contains("crossattention.self.key.weight")
-                || t.name.contains("crossattention.self.value.weight");
-            if wide { f32_tensor(&t.name, &[t.shape[0], w], 5, 0.02) } else { t }
-        })
-        .collect();
-    blip2.push(f32_tensor("ln_vision.weight", &[w], 6, 1.0));
-    blip2.push(f32_tensor("ln_vision.bias", &[w], 7, 0.02));
-    blip2.push(f32_tensor("t5_proj.weight", &[2048, 64], 8, 0.02));
-    blip2.push(f32_tensor("t5_proj.bias", &[2048], 9, 0.02));
-    let blip2_path = dir.join("blip2.pth");
-    write_pth(&blip2_path, &blip2, true);
-
-    // DynRefer's checkpoint with the alignment and fusion at 1408, T5 inputs at 2048
-    let dyn_tensors: Vec<PthTensor> = read_pth(&common::e2e_file("dynrefer.pth"))
-        .into_iter()
-        .map(|t| {
-            let cross = t.name.starts_with("Qformer.")
-                && (t.name.contains("crossattention.self.key.weight")
-                    || t.name.contains("crossattention.self.value.weight"));
-            let shape: Option<Vec<usize>> = match t.name.as_str() {
-                _ if cross => Some(vec![t.shape[0], w]),
-                "cvem_align.offset_mask_dw.weight" => Some(vec![w, 2, 3, 3]),
-                "cvem_align.offset_mask_dw.bias" | "cvem_align.value_proj.bias" | "cvem_align.output_proj.bias" => {
-                    Some(vec![w])
-                }
-                "cvem_align.offset_mask.weight" => Some(vec![112, w]),
-                "cvem_align.value_proj.weight" | "cvem_align.output_proj.weight" | "cvem_mlp.2.weight" => {
-                    Some(vec![w, w])
-                }
-                "cvem_mlp.0.weight" => Some(vec![w, 3 * w]),
-                "cvem_mlp.0.bias" | "cvem_mlp.2.bias" => Some(vec![w]),
-                "cem_memory" => Some(vec![2048]),
-                "t5_proj.weight" => Some(vec![2048, 64]),
-                "t5_proj.bias" => Some(vec![2048]),
-                _ => None,
-            };
-            match shape {
-                Some(s) => f32_tensor(&t.name, &s, 11, 0.02),
-                None => t,
-            }
-        })
-        .collect();
-    let dyn_path = dir.join("dynrefer.pth");
-    write_pth(&dyn_path, &dyn_tensors, true);
-
-    // flan-t5-xl's block shapes, one block each side, bf16, in two shards with an index
-    let t5_dir = dir.join("t5");
-    std::fs::create_dir_all(&t5_dir).unwrap();
-    let (d, kv, ff, heads, vocab) = (2048usize, 64usize, 5120usize, 32usize, 458usize);
-    let mut t5: Vec<(String, Vec<usize>)> = vec![
-        ("shared.weight".into(), vec![vocab, d]),
-        ("lm_head.weight".into(), vec![vocab, d]),
-        ("encoder.final_layer_norm.weight".into(), vec![d]),
-        ("decoder.final_layer_norm.weight".into(), vec![d]),
-    ];
-    for side in ["encoder", "decoder"] {
-        let p = format!("{side}.block.0.layer");
-        for m in ["q", "k", "v"] {
-            t5.push((format!("{p}.0.SelfAttention.{m}.weight"), vec![heads * kv, d]));
-        }
-        t5.push((format!("{p}.0.SelfAttention.o.weight"), vec![d, heads * kv]));
-        t5.push((format!("{p}.0.SelfAttention.relative_attention_bias.weight"), vec![32, heads]));
-        t5.push((format!("{p}.0.layer_norm.weight"), vec![d]));
-        let ffl = if side == "encoder" { 1 } else { 2 };
-        if side == "decoder" {
-            for m in ["q", "k", "v"] {
-                t5.push((format!("{p}.1.EncDecAttention.{m}.weight"), vec![heads * kv, d]));
-            }
-            t5.push((format!("{p}.1.EncDecAttention.o.weight"), vec![d, heads * kv]));
-            t5.push((format!("{p}.1.layer_norm.weight"), vec![d]));
-        }
-        t5.push((format!("{p}.{ffl}.DenseReluDense.wi_0.weight"), vec![ff, d]));
-        t5.push((format!("{p}.{ffl}.DenseReluDense.wi_1.weight"), vec![ff, d]));
-        t5.push((format!("{p}.{ffl}.DenseReluDense.wo.weight"), vec![d, ff]));
-        t5.push((format!("{p}.{ffl}.layer_norm.weight"), vec![d]));
-    }
-    let mut weight_map = serde_json::Map::new();
-    let mut wi0_source = vec![];
-    for (shard, part) in [t5[..20].to_vec(), t5[20..].to_vec()].into_iter().enumerate() {
-        let file = format!("model-0000{}-of-00002.safetensors", shard + 1);
-        let data: Vec<(String, Vec<usize>, Vec<u8>)> = part
-            .iter()
-            .enumerate()
-            .map(|(i, (name, shape))| {
-                let scale = if name.contains("layer_norm") { 1.0 } else { 0.05 };
-                let v = values(shape.iter().product(), 1000 + (shard * 100 + i) as u64, scale);
-                let bits = to_bits(&v, true);
-                if name == "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" {
-                    wi0_source = bits[..8].iter().map(|&b| f32::from_bits(u32::from(b) << 16)).collect();
-                }
-                (name.clone(), shape.clone(), bits.iter().flat_map(|b| b.to_le_bytes()).collect())
-            })
-            .collect();
-        let views: Vec<(String, safetensors::tensor::TensorView)> = data
-            .iter()
-            .map(|(n, s, b)| {
-                (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::BF16, s.clone(), b).unwrap())
-            })
-            .collect();
-        safetensors::serialize_to_file(views, None, &t5_dir.join(&file)).unwrap();
-        for (name, _) in &part {
-            weight_map.insert(name.clone(), file.clone().into());
-        }
-    }
-    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
-    std::fs::write(t5_dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
-    let config = serde_json::json!({
-        "d_ff": ff, "d_kv": kv, "d_model": d, "decoder_start_token_id": 0, "dense_act_fn": "gelu_new",
-        "eos_token_id": 1, "feed_forward_proj": "gated-gelu", "layer_norm_epsilon": 1e-6, "model_type": "t5",
-        "num_decoder_layers": 1, "num_heads": heads, "num_layers": 1, "pad_token_id": 0,
-        "relative_attention_max_distance": 128, "relative_attention_num_buckets": 32,
-        "tie_word_embeddings": false, "vocab_size": vocab
-    });
-    std::fs::write(t5_dir.join("config.json"), config.to_string()).unwrap();
-    std::fs::copy(common::e2e_file("t5/tokenizer.json"), t5_dir.join("tokenizer.json")).unwrap();
-
-    let arch = dir.join("arch.json");
-    let arch_json = serde_json::json!({"vision_heads": 16, "qformer_heads": 4, "head_heads": 4, "clip_text_heads": 4,
-        "cross_attention_freq": 2, "num_views": 3, "image_size": 224, "dcn_group": 4, "tag_threshold": 0.7, "max_txt_len": 32});
-    std::fs::write(&arch, arch_json.to_string()).unwrap();
-
-    let files = Files {
-        blip2: blip2_path,
-        dynrefer: dyn_path,
-        vit: Some(vit_path),
-        t5: t5_dir,
-        clip_text: common::e2e_file("clip_text.pt"),
-        arch,
-        strict: false,
-    };
+    let src = common::real_widths::write(&dir.join("official"));
     let out = dir.join("bundle");
-    let (ok, stdout, stderr) = files.convert(&out);
+    let (ok, stdout, stderr) = dynrefer(&common::convert_args(&src, "f32", &out));
     assert!(ok, "{stderr}");
     assert!(stdout.contains("\"shards\""), "{stdout}");
 
@@ -351,8 +118,18 @@ fn real_layouts_and_shapes_convert_and_describe() {
             .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
             .collect()
     };
-    assert_eq!(stored("visual.visual_encoder.blocks.0.attn.qkv.weight"), qkv_source);
-    assert_eq!(stored("t5.encoder.block.0.ff.wi_0.weight"), wi0_source);
+    let vit = read_pth(&src.join("eva_vit_g.pth"));
+    let Data::F32(qkv) = &vit.iter().find(|t| t.name == "blocks.0.attn.qkv.weight").unwrap().data else { panic!() };
+    assert_eq!(stored("visual.visual_encoder.blocks.0.attn.qkv.weight"), qkv[..8]);
+    let wi0 = "encoder.block.0.layer.1.DenseReluDense.wi_0.weight";
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(src.join("t5/model.safetensors.index.json")).unwrap()).unwrap();
+    let shard = std::fs::read(src.join("t5").join(index["weight_map"][wi0].as_str().unwrap())).unwrap();
+    let source: Vec<f32> = SafeTensors::deserialize(&shard).unwrap().tensor(wi0).unwrap().data()[..16]
+        .chunks_exact(2)
+        .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16))
+        .collect();
+    assert_eq!(stored("t5.encoder.block.0.ff.wi_0.weight"), source);
 
     // and the whole pipeline runs on it
     let image = dir.join("photo.png");
@@ -377,9 +154,7 @@ fn real_layouts_and_shapes_convert_and_describe() {
     assert!(ok, "{stderr}");
     let got: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(got["views"].as_array().unwrap().len(), 3);
-    let ovad: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(common::e2e_file("ovad2000.json")).unwrap()).unwrap();
-    assert_eq!(got["attributes"].as_array().unwrap().len(), ovad["attributes"].as_array().unwrap().len());
+    assert_eq!(got["attributes"].as_array().unwrap().len(), common::real_widths::ATTRIBUTES);
     assert!(!got["caption_ids"].as_array().unwrap().is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -493,6 +493,11 @@ pub fn wait_event(browser: &Browser, what: &str, found: impl Fn(&[(String, Strin
 
 /// A description from the page equals the CLI's: views, tag set, scores within 1e-4, caption ids.
 pub fn assert_same_description(page: &serde_json::Value, native: &serde_json::Value) {
+    assert_close_description(page, native, 1e-4);
+}
+
+/// [`assert_same_description`] with scores within `tolerance`.
+pub fn assert_close_description(page: &serde_json::Value, native: &serde_json::Value, tolerance: f64) {
     assert!(same_numbers(&page["views"], &native["views"]), "views: page {} CLI {}", page["views"], native["views"]);
     for field in ["tags", "attributes", "classes"] {
         let (p, n) = (page[field].as_array().unwrap(), native[field].as_array().unwrap());
@@ -500,7 +505,7 @@ pub fn assert_same_description(page: &serde_json::Value, native: &serde_json::Va
         for (a, b) in p.iter().zip(n) {
             assert_eq!(a["name"], b["name"], "{field}");
             let d = (a["score"].as_f64().unwrap() - b["score"].as_f64().unwrap()).abs();
-            assert!(d < 1e-4, "{field} {}: page {} CLI {}", a["name"], a["score"], b["score"]);
+            assert!(d < tolerance, "{field} {}: page {} CLI {}", a["name"], a["score"], b["score"]);
         }
     }
     assert_eq!(

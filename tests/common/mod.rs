@@ -12,6 +12,8 @@
 pub mod eval_reference;
 pub mod hostile;
 pub mod pth;
+#[cfg(feature = "cli")]
+pub mod real_widths;
 
 use std::io::Cursor;
 use std::path::Path;
@@ -165,7 +167,8 @@ pub fn e2e_file(file: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/e2e").join(file)
 }
 
-/// `dynrefer convert` arguments for a folder of official-format files named as the fixtures are.
+/// `dynrefer convert` arguments for a folder of official-format files named as the fixtures are
+/// (with `eva_vit_g.pth` where the folder has the ViT apart).
 pub fn convert_args(src: &Path, quant: &str, out: &Path) -> Vec<String> {
     let mut args: Vec<String> = vec!["convert".into()];
     for (flag, file) in [
@@ -180,6 +183,9 @@ pub fn convert_args(src: &Path, quant: &str, out: &Path) -> Vec<String> {
         ("--arch", "arch.json"),
     ] {
         args.extend([flag.to_string(), src.join(file).display().to_string()]);
+    }
+    if src.join("eva_vit_g.pth").exists() {
+        args.extend(["--vit".to_string(), src.join("eva_vit_g.pth").display().to_string()]);
     }
     args.extend(["--quant".into(), quant.into(), "--out".into(), out.display().to_string()]);
     args

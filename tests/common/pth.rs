@@ -204,3 +204,56 @@ pub fn write_training_save(path: &std::path::Path, model: &[PthTensor], optimize
 pub fn write_pth(path: &std::path::Path, tensors: &[PthTensor], nested: bool) {
     write_zip(path, &pickle(tensors, nested), &tensors.iter().collect::<Vec<_>>());
 }
+
+/// A checkpoint's tensors as f32, by name (nested `model` dicts flattened as the converter does).
+#[cfg(feature = "convert")]
+pub fn read_pth(path: &std::path::Path) -> Vec<PthTensor> {
+    use burn::store::ModuleStore;
+    let mut store = burn::store::PytorchStore::from_file(path).map_indices_contiguous(false);
+    store
+        .get_all_tensors()
+        .unwrap()
+        .iter()
+        .map(|(k, t)| {
+            let data = burn::store::bridge::to_data(t).unwrap().convert::<f32>();
+            PthTensor {
+                name: k.strip_prefix("model.").unwrap_or(k).to_string(),
+                shape: t.shape.to_vec(),
+                data: Data::F32(data.try_to_vec().unwrap()),
+            }
+        })
+        .collect()
+}
+
+/// Deterministic small values.
+pub fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
+        })
+        .collect()
+}
+
+pub fn f32_tensor(name: &str, shape: &[usize], seed: u64, scale: f32) -> PthTensor {
+    let n = shape.iter().product();
+    PthTensor { name: name.into(), shape: shape.to_vec(), data: Data::F32(values(n, seed, scale)) }
+}
+
+pub fn to_bits(v: &[f32], bf16: bool) -> Vec<u16> {
+    v.iter().map(|&x| if bf16 { (x.to_bits() >> 16) as u16 } else { half_bits(x) }).collect()
+}
+
+/// f32 → IEEE half (round toward zero; the test only needs exact round trips of the stored bits).
+pub fn half_bits(x: f32) -> u16 {
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32 - 127 + 15;
+    if exp <= 0 {
+        return sign;
+    }
+    sign | ((exp.min(30) as u16) << 10) | ((b >> 13) & 0x3ff) as u16
+}
