@@ -235,9 +235,19 @@ fn native_describe_with(
     region: &str,
     views: usize,
 ) -> serde_json::Value {
+    native_describe_args(model, image, region, &["--num-views", &views.to_string()])
+}
+
+/// The CLI's description of `region` with `args` besides the model, the photo and the box.
+fn native_describe_args(
+    model: &std::path::Path,
+    image: &std::path::Path,
+    region: &str,
+    args: &[&str],
+) -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynrefer"))
         .args(["describe", "--model", model.to_str().unwrap(), "--image", image.to_str().unwrap(), "--box", region])
-        .args(["--num-views", &views.to_string()])
+        .args(args)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -348,14 +358,8 @@ fn describe_in_the_page(
 
 /// The CLI's description of `region` in the first example photo, one beam, `tokens` new tokens.
 fn native_describe_example(bundle: &std::path::Path, region: &str, tokens: usize) -> serde_json::Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynrefer"))
-        .args(["describe", "--model", bundle.to_str().unwrap(), "--image"])
-        .arg(dist().join("examples/scene-1.jpg"))
-        .args(["--box", region, "--beams", "1", "--max-new-tokens", &tokens.to_string()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    let photo = dist().join("examples/scene-1.jpg");
+    native_describe_args(bundle, &photo, region, &["--beams", "1", "--max-new-tokens", &tokens.to_string()])
 }
 
 /// The real model's widths and vocabulary sizes with one layer each (`common::real_widths`:

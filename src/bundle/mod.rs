@@ -349,7 +349,7 @@ impl Loader {
     /// the manifest lists as many tensors as that model has.
     pub fn new(bundle: &str, manifest: Manifest, device: &Device) -> Result<Loader, BundleError> {
         let mut model = manifest.config.init(device);
-        if manifest.quant.scheme().is_some() && *device == Device::flex() {
+        if manifest.quant.scheme().is_some() && kernels::is_cpu(device) {
             model = model.map(&mut CpuQuantized::default());
         }
         let mut count = ParamCount::default();

@@ -143,6 +143,12 @@ impl<B: Backend, C: burn::backend::autodiff::checkpoint::strategy::CheckpointStr
 {
 }
 
+/// Whether `device` is burn's CPU backend, where this module's kernels run (and quantized
+/// linear weights stay quantized).
+pub fn is_cpu(device: &Device) -> bool {
+    *device == Device::flex()
+}
+
 /// Exact GELU of every value.
 pub fn gelu<const N: usize>(x: Tensor<N>) -> Tensor<N> {
     Tensor::from_dispatch(<Dispatch as Kernels>::gelu(x.into_dispatch()))
@@ -174,7 +180,7 @@ pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tens
     let mut dims = x.dims();
     let [k, n] = weight.dims();
     let m = dims[..D - 1].iter().product::<usize>();
-    if !quantized || x.device() != Device::flex() {
+    if !quantized || !is_cpu(&x.device()) {
         return burn::tensor::module::linear(x, weight, bias);
     }
     let y = <Dispatch as Kernels>::quantized_weight_matmul(x.reshape([m, k]).into_dispatch(), weight.into_dispatch());

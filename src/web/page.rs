@@ -266,7 +266,7 @@ impl Page {
     async fn use_model(self, loaded: Result<Describer, String>, t0: f64, note: String) {
         match loaded {
             Ok(d) => {
-                if *d.device() != burn::tensor::Device::flex() {
+                if !crate::kernels::is_cpu(d.device()) {
                     self.loading.set("warming up (compiling the GPU's shaders)…".into());
                     d.warm_up().await;
                 }
