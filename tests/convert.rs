@@ -84,7 +84,8 @@ impl Files {
 #[test]
 fn real_layouts_and_shapes_convert_and_describe() {
     let dir = scratch("real");
-    let src = common::real_widths::write(&dir.join("official"));
+    let src = dir.join("official");
+    common::real_widths::write(&src);
     let out = dir.join("bundle");
     let (ok, stdout, stderr) = dynrefer(&common::convert_args(&src, "f32", &out));
     assert!(ok, "{stderr}");

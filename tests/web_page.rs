@@ -371,7 +371,8 @@ fn native_describe_example(bundle: &std::path::Path, region: &str, tokens: usize
 #[ignore = "needs dist/ (trunk build) and chromedriver: run by tools/test.sh"]
 fn real_widths_describe_in_the_page_on_both_backends() {
     let dir = common::scratch_dir("web_page", "real-widths");
-    let src = common::real_widths::write(&dir.join("official"));
+    let src = dir.join("official");
+    common::real_widths::write(&src);
     let bundle = dir.join("q4");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynrefer"))
         .args(common::convert_args(&src, "q4", &bundle))
