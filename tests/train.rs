@@ -10,7 +10,7 @@ use burn::prelude::Device;
 use dynrefer::bundle::Quant;
 use dynrefer::convert::vocab::attribute_prompts;
 use dynrefer::scenes::{self, Rng};
-use dynrefer::train::{ChangedFlag, TrainError, TrainOptions, Trainer};
+use dynrefer::train::{ChangedFlag, TrainError, TrainOptions, TrainViews, Trainer};
 
 fn dynrefer(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_dynrefer")).args(args).output().unwrap()
@@ -96,6 +96,7 @@ fn options(data: &Path, out: &Path, steps: usize) -> TrainOptions {
         name: "test".into(),
         tag_threshold: 0.5,
         tag_drop: 0.0,
+        views: TrainViews::Stochastic,
         allow_changed_flags: false,
     }
 }
@@ -234,7 +235,7 @@ fn a_resume_with_other_flags_is_refused_unless_allowed() {
     let first = run(&annotations, &[("--stop-after", "1")]);
     assert!(first.status.success(), "{}", stderr_of(&first));
 
-    let cases: [(&[(&str, &str)], &str); 8] = [
+    let cases: [(&[(&str, &str)], &str); 9] = [
         (&[("--lr", "0.002")], "--lr 0.002 (saved 0.001)"),
         (&[("--seed", "5")], "--seed 5 (saved 4)"),
         (&[("--steps", "7")], "--steps 7 (saved 6)"),
@@ -242,6 +243,7 @@ fn a_resume_with_other_flags_is_refused_unless_allowed() {
         (&[("--batch", "2")], "--batch 2 (saved 3)"),
         (&[("--weight-decay", "0.1")], "--weight-decay 0.1 (saved 0.05)"),
         (&[("--tag-drop", "0.5")], "--tag-drop 0.5 (saved 0.3)"),
+        (&[("--views", "fixed")], "--views fixed (saved stochastic)"),
         (&[("--lr", "0.002"), ("--seed", "5")], "--seed 5 (saved 4), --lr 0.002 (saved 0.001)"),
     ];
     for (changed, needle) in cases {

@@ -19,7 +19,7 @@ use dynrefer::describe::{DescribeOptions, Describer};
 use dynrefer::eval::meteor;
 use dynrefer::eval::official::{self, Task};
 use dynrefer::photo::{DEFAULT_MAX_PIXELS, decode_photo};
-use dynrefer::train::{Event, TrainOptions, Trained};
+use dynrefer::train::{Event, TrainOptions, TrainViews, Trained};
 use dynrefer::views::{RegionBox, ViewOptions, Views, build_views};
 
 #[derive(Parser)]
@@ -233,8 +233,12 @@ struct TrainArgs {
     /// The chance of leaving each true tag out of the caption's control words while training.
     #[arg(long, default_value_t = 0.3)]
     tag_drop: f64,
+    /// stochastic: each step sees the region and context views drawn at random from the ten
+    /// candidates (DynRefer's training); fixed: the views describe picks, every step.
+    #[arg(long, default_value = "stochastic")]
+    views: TrainViews,
     /// Resume the checkpoint even where it was saved with other values of --seed, --lr, --steps,
-    /// --warmup, --batch, --weight-decay, --tag-drop or other --data (refused otherwise, since the
+    /// --warmup, --batch, --weight-decay, --tag-drop, --views or other --data (refused otherwise, since the
     /// result would then differ from an uninterrupted run's); the new values apply from there on.
     #[arg(long)]
     allow_changed_flags: bool,
@@ -657,6 +661,7 @@ fn run_train(args: &TrainArgs) -> Result<(), Failure> {
         name: args.name.clone(),
         tag_threshold: args.tag_threshold,
         tag_drop: args.tag_drop,
+        views: args.views,
         allow_changed_flags: args.allow_changed_flags,
     };
     let tty = std::io::stderr().is_terminal();
@@ -747,7 +752,9 @@ impl std::str::FromStr for EvalTask {
         if s == "shapes" {
             return Ok(EvalTask::Shapes);
         }
-        s.parse().map(EvalTask::Paper).map_err(|_| format!("unknown task {s:?}: shapes, refcocog, vg, densecap, ovad or coco"))
+        s.parse()
+            .map(EvalTask::Paper)
+            .map_err(|_| format!("unknown task {s:?}: shapes, refcocog, vg, densecap, ovad or coco"))
     }
 }
 
@@ -795,7 +802,8 @@ fn run_benchmark(
     if tty {
         eprintln!();
     }
-    official::score(task, &dataset, regions, &predictions, || jar.clone().ok_or(meteor::MeteorError::NoJar)).map_err(failure)
+    official::score(task, &dataset, regions, &predictions, || jar.clone().ok_or(meteor::MeteorError::NoJar))
+        .map_err(failure)
 }
 
 /// A bundle's model written again with another weight storage.

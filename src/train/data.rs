@@ -1,6 +1,6 @@
 //! Training examples: each annotated region's views, built once by the same code that serves
 //! `describe` and kept as 8-bit pixels, with its targets in the model's vocabularies; and batches
-//! of examples as tensors.
+//! of examples as tensors, each with the views that training step sees.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,10 +11,44 @@ use crate::bundle::VocabularyNames;
 use crate::photo::{DEFAULT_MAX_PIXELS, decode_photo};
 use crate::scenes::{Annotation, Rng, read_annotations};
 use crate::text::caption::{T5Tokenizer, control_string};
-use crate::views::{ViewOptions, Views, build_views};
+use crate::views::{ViewOptions, Views, build_views, candidate_views};
+
+/// Which views of a region training sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainViews {
+    /// At each step the region and context views drawn at random from the ten candidates, as
+    /// DynRefer trains: the model meets every reach of context, not only the prior's choice.
+    Stochastic,
+    /// The views `describe` would pick, the same at every step.
+    Fixed,
+}
+
+impl std::str::FromStr for TrainViews {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "stochastic" => Ok(TrainViews::Stochastic),
+            "fixed" => Ok(TrainViews::Fixed),
+            _ => Err(format!("views must be stochastic or fixed, got {s:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for TrainViews {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TrainViews::Stochastic => "stochastic",
+            TrainViews::Fixed => "fixed",
+        })
+    }
+}
 
 /// One annotated region, ready to train on.
 pub struct Example {
+    /// The chosen views ([`TrainViews::Fixed`]) or the region and all ten candidates to draw from
+    /// ([`TrainViews::Stochastic`]).
     pub views: Views,
     /// Indices into the tag list, in its order.
     pub tags: Vec<usize>,
@@ -37,6 +71,7 @@ pub fn load_examples(
     names: &VocabularyNames,
     tokenizer: &T5Tokenizer,
     views: &ViewOptions,
+    kind: TrainViews,
 ) -> Result<Vec<Example>, String> {
     let lines = read_annotations(annotations)?;
     let dir = annotations.parent().unwrap_or(Path::new("."));
@@ -53,8 +88,11 @@ pub fn load_examples(
             .iter()
             .map(|&(line, a)| {
                 let region = crate::views::RegionBox(a.region);
-                let views =
-                    build_views(&photo, region, views).map_err(|e| format!("{}: line {line}: {e}", path.display()))?;
+                let views = match kind {
+                    TrainViews::Fixed => build_views(&photo, region, views),
+                    TrainViews::Stochastic => candidate_views(&photo, region, views.size),
+                }
+                .map_err(|e| format!("{}: line {line}: {e}", path.display()))?;
                 let mut tags =
                     a.tags.iter().map(|t| index_of(&names.tags, t, "tag", line)).collect::<Result<Vec<_>, _>>()?;
                 tags.sort_unstable();
@@ -106,6 +144,25 @@ pub struct BatchOptions {
     pub tag_drop: f64,
     /// T5's start (and padding) token.
     pub start_id: u32,
+    /// Views per region, the region itself included.
+    pub num_views: usize,
+    pub views: TrainViews,
+}
+
+/// The views of `example` one step sees, by index into its views: all of the fixed ones, or the
+/// region and `num_views - 1` distinct candidates in the order drawn (the official processor's
+/// training split draws them so; any order can meet the model, as the prior's greedy one does).
+fn step_views(example: &Example, options: &BatchOptions, rng: &mut Rng) -> Vec<usize> {
+    let count = example.views.views.len();
+    if options.views == TrainViews::Fixed {
+        return (0..count).collect();
+    }
+    let mut candidates: Vec<usize> = (1..count).collect();
+    let mut picked = vec![0];
+    for _ in 1..options.num_views.min(count) {
+        picked.push(candidates.swap_remove(rng.below(candidates.len())));
+    }
+    picked
 }
 
 pub fn batch(
@@ -117,10 +174,10 @@ pub fn batch(
     device: &Device,
 ) -> Result<Batch, String> {
     let b = examples.len();
-    let views = &examples[0].views;
-    let (v, s) = (views.views.len(), views.size as usize);
-    let pixels: Vec<f32> = examples.iter().flat_map(|e| e.views.pixels()).collect();
-    let boxes: Vec<[f32; 4]> = examples.iter().flat_map(|e| e.views.views.iter().map(|w| w.region_box)).collect();
+    let seen: Vec<Views> = examples.iter().map(|e| e.views.subset(&step_views(e, options, rng))).collect();
+    let (v, s) = (seen[0].views.len(), seen[0].size as usize);
+    let pixels: Vec<f32> = seen.iter().flat_map(Views::pixels).collect();
+    let boxes: Vec<[f32; 4]> = seen.iter().flat_map(|w| w.views.iter().map(|w| w.region_box)).collect();
     let hot = |count: usize, on: fn(&Example) -> &[usize]| {
         let mut data = vec![0f32; b * count];
         for (i, e) in examples.iter().enumerate() {
@@ -161,4 +218,28 @@ pub fn batch(
         labels: Tensor::from_data(TensorData::new(labels, [b, length]), device),
         label_mask: Tensor::from_data(TensorData::new(mask, [b, length]), device),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_sees_the_region_and_distinct_candidates() {
+        let img = image::RgbImage::from_fn(60, 50, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, 9]));
+        let views = candidate_views(&img, crate::views::RegionBox([20.0, 15.0, 35.0, 30.0]), 8).unwrap();
+        let example = Example { views, tags: vec![], attributes: vec![], class: 0, caption: vec![1] };
+        let mut options = BatchOptions { tag_drop: 0.0, start_id: 0, num_views: 3, views: TrainViews::Stochastic };
+        let mut rng = Rng::new(7);
+        let mut seen = std::collections::BTreeSet::<usize>::new();
+        for _ in 0..200 {
+            let picked = step_views(&example, &options, &mut rng);
+            assert_eq!((picked.len(), picked[0]), (3, 0));
+            assert!(picked[1] != picked[2] && (1..=10).contains(&picked[1]) && (1..=10).contains(&picked[2]));
+            seen.extend(&picked[1..]);
+        }
+        assert_eq!(seen.len(), 10, "every candidate is drawn");
+        options.views = TrainViews::Fixed;
+        assert_eq!(step_views(&example, &options, &mut rng), (0..11).collect::<Vec<_>>());
+    }
 }

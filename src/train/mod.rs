@@ -27,6 +27,7 @@ use crate::scenes::Rng;
 use crate::text::caption::T5Tokenizer;
 use crate::text::clip_bpe::ClipBpe;
 use crate::views::ViewOptions;
+pub use data::TrainViews;
 use data::{Batch, BatchOptions, Example};
 use loss::{Losses, VocabTokens};
 
@@ -98,8 +99,9 @@ pub struct TrainOptions {
     pub name: String,
     pub tag_threshold: f32,
     pub tag_drop: f64,
+    pub views: TrainViews,
     /// Resume a checkpoint saved with other values of the flags that change the result (seed, lr,
-    /// steps, warm-up, batch, weight decay, tag drop, data) instead of refusing it.
+    /// steps, warm-up, batch, weight decay, tag drop, views, data) instead of refusing it.
     pub allow_changed_flags: bool,
 }
 
@@ -114,8 +116,15 @@ struct RunFlags {
     batch: usize,
     weight_decay: f32,
     tag_drop: f64,
+    /// Checkpoints from before the choice existed trained on fixed views.
+    #[serde(default = "fixed_views")]
+    views: TrainViews,
     /// The annotations file's SHA-256: the same data may sit elsewhere on a resume.
     data_sha256: String,
+}
+
+fn fixed_views() -> TrainViews {
+    TrainViews::Fixed
 }
 
 impl RunFlags {
@@ -129,6 +138,7 @@ impl RunFlags {
             batch: opts.batch,
             weight_decay: opts.weight_decay,
             tag_drop: opts.tag_drop,
+            views: opts.views,
             data_sha256: crate::bundle::sha256_hex(&data),
         })
     }
@@ -148,6 +158,7 @@ impl RunFlags {
         check("batch", self.batch.to_string(), given.batch.to_string());
         check("weight-decay", self.weight_decay.to_string(), given.weight_decay.to_string());
         check("tag-drop", self.tag_drop.to_string(), given.tag_drop.to_string());
+        check("views", self.views.to_string(), given.views.to_string());
         let sha = |s: &str| format!("annotations with SHA-256 {}…", s.get(..16).unwrap_or(s));
         check("data", sha(&self.data_sha256), sha(&given.data_sha256));
         changed
@@ -445,15 +456,21 @@ impl Trainer {
         })
     }
 
-    /// The data's regions with their views built at the model's size.
+    /// The data's regions with their views built at the model's size: the chosen ones, or every
+    /// candidate to draw from, as the run's views flag says.
     pub fn examples(&self, data: &Path) -> Result<Vec<Example>, TrainError> {
         let views = ViewOptions { num_views: self.config.num_views, size: self.config.image_size as u32 };
-        data::load_examples(data, &self.names, &self.tokenizer, &views).map_err(TrainError::Data)
+        data::load_examples(data, &self.names, &self.tokenizer, &views, self.flags.views).map_err(TrainError::Data)
     }
 
     /// `examples` as a batch on the training device.
     pub fn batch(&self, examples: &[&Example], tag_drop: f64, rng: &mut Rng) -> Result<Batch, TrainError> {
-        let options = BatchOptions { tag_drop, start_id: self.config.t5.decoder_start_token_id };
+        let options = BatchOptions {
+            tag_drop,
+            start_id: self.config.t5.decoder_start_token_id,
+            num_views: self.config.num_views,
+            views: self.flags.views,
+        };
         data::batch(examples, &self.names, &self.tokenizer, &options, rng, &self.device).map_err(TrainError::Data)
     }
 

@@ -89,6 +89,11 @@ impl Views {
         out
     }
 
+    /// The views at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Views {
+        Views { views: indices.iter().map(|&i| self.views[i].clone()).collect(), ..*self }
+    }
+
     /// Region boxes, `[views, 4]` flattened.
     pub fn region_boxes(&self) -> Vec<f32> {
         self.views.iter().flat_map(|v| v.region_box).collect()
@@ -109,19 +114,13 @@ fn normalize_into(rgb: &[u8], dst: &mut [f32]) {
 
 /// The views chosen for `region` (view 0 = the region), as float boxes with their ratios.
 fn select(img: &RgbImage, region: RegionBox, opts: &ViewOptions) -> Result<Vec<([f32; 4], f64)>, ViewsError> {
-    let (w, h) = img.dimensions();
-    let b = widen_thin(region, w, h);
+    let b = widen_thin(region, img.width(), img.height());
     let region_hash = phash::phash(img, trunc(b)).ok_or(ViewsError::NoPixels(region))?;
     let mut views = vec![(b, 0.0)];
     if opts.num_views == 1 {
         return Ok(views);
     }
-    let candidates: Vec<([f32; 4], f64)> = (0..NUM_CANDIDATES)
-        .map(|i| {
-            let r = candidate_ratio(i, NUM_CANDIDATES);
-            (interpolate(b, w, h, r), r)
-        })
-        .collect();
+    let candidates = candidates(b, img.width(), img.height());
     // Candidates contain the region, so their integer boxes are never empty.
     let mut score: Vec<f64> = par::map(&candidates, |(c, r)| {
         let hash = phash::phash(img, trunc(*c)).expect("a candidate contains the region");
@@ -140,17 +139,53 @@ fn select(img: &RgbImage, region: RegionBox, opts: &ViewOptions) -> Result<Vec<(
     Ok(views)
 }
 
-/// Builds the nested views of `region` in the upright RGB photo `img`.
-pub fn build_views(img: &RgbImage, region: RegionBox, opts: &ViewOptions) -> Result<Views, ViewsError> {
+/// The ten candidate boxes around the widened region `b`, nearest first, with their ratios.
+fn candidates(b: [f32; 4], width: u32, height: u32) -> Vec<([f32; 4], f64)> {
+    (0..NUM_CANDIDATES)
+        .map(|i| {
+            let r = candidate_ratio(i, NUM_CANDIDATES);
+            (interpolate(b, width, height, r), r)
+        })
+        .collect()
+}
+
+fn check_options(opts: &ViewOptions) -> Result<(), ViewsError> {
     if opts.num_views == 0 {
         return Err(ViewsError::NoViews(opts.num_views));
     }
     if !(1..=4096).contains(&opts.size) {
         return Err(ViewsError::BadSize(opts.size));
     }
+    Ok(())
+}
+
+/// Builds the nested views of `region` in the upright RGB photo `img`.
+pub fn build_views(img: &RgbImage, region: RegionBox, opts: &ViewOptions) -> Result<Views, ViewsError> {
+    check_options(opts)?;
+    let region = region.validate(img.width(), img.height())?;
+    let chosen = select(img, region, opts)?;
+    Ok(crop_views(img, &chosen, opts.size))
+}
+
+/// Every view a region may be seen through: the region, then the ten candidates from the nearest to
+/// the whole photo. Training draws its context views from these at random, as the official
+/// processor does on its training split (the prior's greedy choice is for inference only).
+pub fn candidate_views(img: &RgbImage, region: RegionBox, size: u32) -> Result<Views, ViewsError> {
+    check_options(&ViewOptions { num_views: 1, size })?;
     let (w, h) = img.dimensions();
     let region = region.validate(w, h)?;
-    let chosen = select(img, region, opts)?;
+    let b = widen_thin(region, w, h);
+    if !phash::selects_pixels(img, trunc(b)) {
+        return Err(ViewsError::NoPixels(region));
+    }
+    let mut all = vec![(b, 0.0)];
+    all.extend(candidates(b, w, h));
+    Ok(crop_views(img, &all, size))
+}
+
+/// Crops and resizes the float boxes `chosen` (view 0 = the region), with their ratios.
+fn crop_views(img: &RgbImage, chosen: &[([f32; 4], f64)], size: u32) -> Views {
+    let (w, h) = img.dimensions();
     let target = clip_trunc(chosen[0].0, w, h);
     let crop_boxes: Vec<[i64; 4]> = chosen.iter().map(|&(b, _)| clip_trunc(b, w, h)).collect();
     // Views repeat (a whole-image box takes candidate 0.1 twice): resize each crop once.
@@ -168,20 +203,20 @@ pub fn build_views(img: &RgbImage, region: RegionBox, opts: &ViewOptions) -> Res
                 width: x2 - x1,
                 height: y2 - y1,
             };
-            resize_bicubic(&src, opts.size as usize, opts.size as usize)
+            resize_bicubic(&src, size as usize, size as usize)
         })
         .collect();
     let views = crop_boxes
         .iter()
-        .zip(&chosen)
+        .zip(chosen)
         .map(|(&crop_box, &(_, ratio))| View {
             crop_box,
             ratio,
-            region_box: region_in_view(target, crop_box, opts.size),
+            region_box: region_in_view(target, crop_box, size),
             rgb: resized[unique.iter().position(|u| *u == crop_box).expect("every crop was resized")].clone(),
         })
         .collect();
-    Ok(Views { image_size: [w, h], size: opts.size, views })
+    Views { image_size: [w, h], size, views }
 }
 
 #[cfg(test)]
@@ -208,6 +243,23 @@ mod tests {
         assert_eq!(ratios, vec![0.0, 0.1, 0.1]);
         assert!(v.views.iter().all(|v| v.crop_box == [0, 0, 64, 48]));
         assert_eq!(v.pixels().len(), 3 * 3 * 32 * 32);
+    }
+
+    #[test]
+    fn the_candidates_hold_every_view_the_prior_can_pick() {
+        let img =
+            RgbImage::from_fn(90, 70, |x, y| image::Rgb([(x * 3) as u8, (y * 7 % 256) as u8, ((x * y) % 251) as u8]));
+        let region = RegionBox([30.5, 20.0, 52.0, 41.7]);
+        let all = candidate_views(&img, region, 24).unwrap();
+        let ratios: Vec<f64> = all.views.iter().map(|v| v.ratio).collect();
+        assert_eq!(ratios, [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]);
+        for num_views in [1, 3, 5] {
+            let chosen = build_views(&img, region, &ViewOptions { num_views, size: 24 }).unwrap();
+            for view in &chosen.views {
+                assert_eq!(view, &all.views[(view.ratio * 10.0).round() as usize], "ratio {}", view.ratio);
+            }
+        }
+        assert!(matches!(candidate_views(&img, RegionBox([0.0, 0.0, 0.5, 5.0]), 24), Err(ViewsError::NoPixels(_))));
     }
 
     #[test]

@@ -135,6 +135,12 @@ fn dct_top_left(img: &[f32], basis: &[[f64; HASH_BLOCK]]) -> [f64; HASH_BLOCK * 
     out
 }
 
+/// Whether the integer box `[x1, y1, x2, y2]` selects a pixel, by the slicing rules of [`phash`].
+pub(crate) fn selects_pixels(img: &RgbImage, b: [i64; 4]) -> bool {
+    !python_slice(b[0], b[2], img.width() as usize).is_empty()
+        && !python_slice(b[1], b[3], img.height() as usize).is_empty()
+}
+
 /// The hash of the integer box `[x1, y1, x2, y2]` (truncated, not clipped: Python slicing rules).
 /// `None` when the box selects no pixel.
 pub(crate) fn phash(img: &RgbImage, b: [i64; 4]) -> Option<Phash> {
