@@ -14,13 +14,15 @@
 use std::ops::ControlFlow;
 
 use burn::prelude::*;
+use futures::future::LocalBoxFuture;
 use image::RgbImage;
 use serde::Serialize;
 
 use crate::bundle::{BundleError, FitError, Loader, Manifest};
-use crate::model::dynrefer::{DynRefer, Intermediates};
-use crate::model::heads::Vocabularies;
+use crate::model::dynrefer::DynRefer;
+use crate::model::heads::{HeadScores, Vocabularies};
 use crate::model::t5::T5;
+use crate::model::visual::VisualOutput;
 use crate::text::caption::{T5Tokenizer, TokenizerError, control_string};
 use crate::text::clip_bpe::{BpeError, ClipBpe, class_prompt};
 use crate::text::search::{Search, SearchOptions};
@@ -142,8 +144,16 @@ pub struct Describer {
     device: Device,
 }
 
-/// Wall-clock milliseconds of each stage, for benchmarks.
+/// Wall-clock milliseconds of each stage, by [`Stage::key`], for benchmarks.
 pub type Timings = Vec<(&'static str, f64)>;
+
+/// The tensors the encoders compute for a batch of regions, kept for parity checks.
+pub struct Intermediates {
+    pub visual: VisualOutput,
+    /// [regions, queries, qformer width]
+    pub qformer: Tensor<3>,
+    pub scores: HeadScores,
+}
 
 /// How results come back from the device: blocking natively, awaited in the browser (where a
 /// blocking read of a WebGPU buffer is not allowed).
@@ -164,21 +174,19 @@ impl ReadBack {
     }
 }
 
-/// How long a description in the page may hold the main thread between two turns for input.
+/// How long a watched description may run between two of its host's turns.
 const TURN_MS: f64 = 30.0;
 
-/// Lets the browser handle input and paint: a macrotask turn (the futures executor runs in
-/// microtasks, which input never interrupts). Outside the browser, nothing.
-async fn give_the_browser_a_turn() {
-    #[cfg(all(feature = "web", target_arch = "wasm32"))]
-    {
-        let promise = js_sys::Promise::new(&mut |resolve, _| {
-            if let Some(window) = web_sys::window() {
-                let _ = window.set_timeout_with_callback(&resolve);
-            }
-        });
-        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
-    }
+/// Who watches a batch description (see [`Describer::describe_batch_watched`]).
+pub struct Watcher<'a> {
+    /// Hears which stage starts; `Break` stops the description there.
+    pub on_stage: &'a mut dyn FnMut(Stage) -> ControlFlow<()>,
+    /// A monotonic time in milliseconds, to time each stage.
+    pub clock: &'a mut dyn FnMut() -> f64,
+    /// Awaited before a stage once [`TURN_MS`] have passed since the last turn: a browser page
+    /// handles input there (a newer box) while a description runs on the CPU backend, whose
+    /// read-backs never wait.
+    pub take_turn: Option<&'a dyn Fn() -> LocalBoxFuture<'static, ()>>,
 }
 
 /// Runs a future whose every await is already complete (blocking read-backs).
@@ -200,6 +208,7 @@ fn region_boxes(views: &Views) -> Vec<[f32; 4]> {
 /// A stage of a description, as the page's status names it while it runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
+    Views,
     Vit,
     Align,
     Qformer,
@@ -215,6 +224,7 @@ pub enum Stage {
 impl std::fmt::Display for Stage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Stage::Views => f.write_str("views"),
             Stage::Vit => f.write_str("ViT"),
             Stage::Align => f.write_str("alignment"),
             Stage::Qformer => f.write_str("Q-Former"),
@@ -225,12 +235,30 @@ impl std::fmt::Display for Stage {
     }
 }
 
-/// Who watches a description: how results come back, who hears each stage, and the clock that
-/// times stages (a stage is timed once the device has finished its work).
+impl Stage {
+    /// The stage's name among the timings: the first token is timed apart from the rest, which
+    /// read the cache it starts.
+    pub fn key(self) -> &'static str {
+        match self {
+            Stage::Views => "views",
+            Stage::Vit => "vit",
+            Stage::Align => "align_fuse",
+            Stage::Qformer => "qformer",
+            Stage::Heads => "heads",
+            Stage::T5Encoder => "t5_encoder",
+            Stage::Token { step: 1, .. } => "first_token",
+            Stage::Token { .. } => "decoder",
+        }
+    }
+}
+
+/// How a description runs: how results come back, who hears each stage, the clock that times
+/// stages (a stage is timed once the device has finished its work) and the host's turns.
 struct Watch<'a> {
     read: ReadBack,
     on_stage: Option<&'a mut dyn FnMut(Stage) -> ControlFlow<()>>,
     clock: Option<&'a mut dyn FnMut() -> f64>,
+    take_turn: Option<&'a dyn Fn() -> LocalBoxFuture<'static, ()>>,
     last: f64,
     /// When the page last had a turn (see `start`).
     last_turn: f64,
@@ -239,7 +267,7 @@ struct Watch<'a> {
 
 impl<'a> Watch<'a> {
     fn new(read: ReadBack) -> Watch<'a> {
-        Watch { read, on_stage: None, clock: None, last: 0.0, last_turn: 0.0, timings: Timings::new() }
+        Watch { read, on_stage: None, clock: None, take_turn: None, last: 0.0, last_turn: 0.0, timings: Timings::new() }
     }
 
     fn timed(&mut self, clock: &'a mut dyn FnMut() -> f64) {
@@ -248,16 +276,13 @@ impl<'a> Watch<'a> {
         self.clock = Some(clock);
     }
 
-    /// Starts a stage, unless the watcher says to stop. In the browser, the page first gets a
-    /// turn when the last one was a while ago, so that input (a newer box) is handled while a
-    /// description runs on the CPU backend, whose read-backs never wait.
+    /// Starts a stage, unless the watcher says to stop; the host first gets a turn when the last
+    /// one was a while ago.
     async fn start(&mut self, stage: Stage) -> Result<(), DescribeError> {
-        if self.read == ReadBack::Async
-            && self.on_stage.is_some()
-            && let Some(clock) = self.clock.as_mut()
+        if let (Some(take_turn), Some(clock)) = (self.take_turn, self.clock.as_mut())
             && clock() - self.last_turn >= TURN_MS
         {
-            give_the_browser_a_turn().await;
+            take_turn().await;
             self.last_turn = clock();
         }
         match self.on_stage.as_mut().map(|on_stage| on_stage(stage)) {
@@ -269,7 +294,7 @@ impl<'a> Watch<'a> {
     /// Ends a stage whose result is `output`: when someone watches, waits for the device to
     /// finish it (natively a sync; in the browser a read-back of one value, which also lets the
     /// page repaint its status), then records its time.
-    async fn lap<const D: usize>(&mut self, stage: &'static str, output: Option<&Tensor<D>>) {
+    async fn lap<const D: usize>(&mut self, stage: Stage, output: Option<&Tensor<D>>) {
         if self.clock.is_none() && self.on_stage.is_none() {
             return;
         }
@@ -285,7 +310,7 @@ impl<'a> Watch<'a> {
         }
         if let Some(clock) = self.clock.as_mut() {
             let now = clock();
-            self.timings.push((stage, now - self.last));
+            self.timings.push((stage.key(), now - self.last));
             self.last = now;
         }
     }
@@ -382,47 +407,23 @@ impl Describer {
         options: &DescribeOptions,
     ) -> Result<Description, DescribeError> {
         let views = self.views(photo, region, options.num_views)?;
-        ready(self.run_views(views, options, &mut Watch::new(ReadBack::Blocking))).map(|(d, _)| d)
-    }
-
-    /// Describes the region of views already built by [`Describer::views`], with awaited
-    /// read-backs, for the browser (which shows the views first).
-    pub async fn describe_views_async(
-        &self,
-        views: Views,
-        options: &DescribeOptions,
-    ) -> Result<Description, DescribeError> {
-        self.run_views(views, options, &mut Watch::new(ReadBack::Async)).await.map(|(d, _)| d)
-    }
-
-    /// Like [`Describer::describe_views_async`], telling `on_stage` which stage starts (it may
-    /// stop the description there: [`DescribeError::Stopped`]), and timing each stage by `clock`
-    /// (milliseconds) once the device has finished its work.
-    pub async fn describe_views_watched(
-        &self,
-        views: Views,
-        options: &DescribeOptions,
-        on_stage: &mut dyn FnMut(Stage) -> ControlFlow<()>,
-        clock: &mut dyn FnMut() -> f64,
-    ) -> Result<(Description, Timings), DescribeError> {
-        let mut watch = Watch { on_stage: Some(on_stage), ..Watch::new(ReadBack::Async) };
-        watch.timed(clock);
-        self.run_views(views, options, &mut watch).await
+        ready(self.run_model(&self.model, views, options, &mut Watch::new(ReadBack::Blocking))).map(|(d, _)| d)
     }
 
     /// Describes the regions of views already built, in one batch (see [`Describer::views`]):
-    /// their encoders run together, at most [`MAX_BATCH_REGIONS`] regions at a time. `on_stage`
-    /// and `clock` work as for [`Describer::describe_views_watched`]; the timings are the whole
-    /// batch's.
+    /// their encoders run together, at most [`MAX_BATCH_REGIONS`] regions at a time, with awaited
+    /// read-backs (as the browser needs). The watcher may stop the description before a stage
+    /// ([`DescribeError::Stopped`]); each stage is timed once the device has finished its work,
+    /// and the timings are the whole batch's.
     pub async fn describe_batch_watched(
         &self,
         regions: Vec<Views>,
         options: &DescribeOptions,
-        on_stage: &mut dyn FnMut(Stage) -> ControlFlow<()>,
-        clock: &mut dyn FnMut() -> f64,
+        watcher: Watcher<'_>,
     ) -> Result<(Vec<Description>, Timings), DescribeError> {
-        let mut watch = Watch { on_stage: Some(on_stage), ..Watch::new(ReadBack::Async) };
-        watch.timed(clock);
+        let mut watch =
+            Watch { on_stage: Some(watcher.on_stage), take_turn: watcher.take_turn, ..Watch::new(ReadBack::Async) };
+        watch.timed(watcher.clock);
         let mut described = Vec::with_capacity(regions.len());
         let mut regions = regions.into_iter().peekable();
         while regions.peek().is_some() {
@@ -444,17 +445,40 @@ impl Describer {
         let mut watch = Watch::new(ReadBack::Blocking);
         watch.timed(clock);
         let views = self.views(photo, region, options.num_views)?;
-        ready(watch.lap("views", None::<&Tensor<1>>));
-        ready(self.run_views(views, options, &mut watch))
+        ready(watch.lap(Stage::Views, None::<&Tensor<1>>));
+        ready(self.run_model(&self.model, views, options, &mut watch))
     }
 
-    /// The views, the region's encoding (ViT … Q-Former) and head scores.
+    /// The region's encoding (ViT … Q-Former) and head scores, as a description computes them.
     pub fn encode(&self, views: &Views) -> Intermediates {
-        self.encode_staged(views, &mut |_| {})
+        let mut watch = Watch::new(ReadBack::Blocking);
+        ready(self.encode_batch(&self.model, std::slice::from_ref(views), &self.vocab, &mut watch))
+            .expect("only a watcher stops an encoding")
     }
 
-    fn encode_staged(&self, views: &Views, stage: &mut dyn FnMut(&'static str)) -> Intermediates {
-        self.model.encode_region(self.pixels(views), &region_boxes(views), &self.vocab, stage)
+    /// The encoders on the regions' views together: ViT, alignment and fusion, Q-Former, and the
+    /// heads scored against `vocab`.
+    async fn encode_batch(
+        &self,
+        model: &DynRefer,
+        regions: &[Views],
+        vocab: &Vocabularies,
+        watch: &mut Watch<'_>,
+    ) -> Result<Intermediates, DescribeError> {
+        let (pixels, boxes): (Vec<Tensor<4>>, Vec<Vec<[f32; 4]>>) =
+            regions.iter().map(|v| (self.pixels(v), region_boxes(v))).unzip();
+        watch.start(Stage::Vit).await?;
+        let vit = model.visual.encode(Tensor::cat(pixels, 0)); // [regions · views, tokens, width]
+        watch.lap(Stage::Vit, Some(&vit)).await;
+        watch.start(Stage::Align).await?;
+        let visual = model.visual.fuse(vit, &boxes.concat());
+        watch.lap(Stage::Align, Some(&visual.fused)).await;
+        watch.start(Stage::Qformer).await?;
+        let qformer = model.qformer.forward(visual.fused.clone()); // [regions, queries, width]
+        watch.lap(Stage::Qformer, Some(&qformer)).await;
+        watch.start(Stage::Heads).await?;
+        let scores = model.heads.forward(qformer.clone(), vocab);
+        Ok(Intermediates { visual, qformer, scores })
     }
 
     /// The views' pixels on the device, [views, 3, S, S].
@@ -479,15 +503,6 @@ impl Describer {
             let options = DescribeOptions { beams: 1, max_new_tokens: 2, ..DescribeOptions::default() };
             let _ = self.run_model(&shallow, views, &options, &mut Watch::new(ReadBack::Async)).await;
         }
-    }
-
-    async fn run_views(
-        &self,
-        views: Views,
-        options: &DescribeOptions,
-        watch: &mut Watch<'_>,
-    ) -> Result<(Description, Timings), DescribeError> {
-        self.run_model(&self.model, views, options, watch).await
     }
 
     /// Everything after the views, on `model` (this bundle's, or a part of it).
@@ -534,19 +549,8 @@ impl Describer {
             None => None,
         };
         let n = regions.len();
-        let (pixels, boxes): (Vec<Tensor<4>>, Vec<Vec<[f32; 4]>>) =
-            regions.iter().map(|v| (self.pixels(v), region_boxes(v))).unzip();
-        watch.start(Stage::Vit).await?;
-        let vit = model.visual.encode(Tensor::cat(pixels, 0)); // [regions · views, tokens, width]
-        watch.lap("vit", Some(&vit)).await;
-        watch.start(Stage::Align).await?;
-        let visual = model.visual.fuse(vit, &boxes.concat());
-        watch.lap("align_fuse", Some(&visual.fused)).await;
-        watch.start(Stage::Qformer).await?;
-        let queries = model.qformer.forward(visual.fused); // [regions, queries, width]
-        watch.lap("qformer", Some(&queries)).await;
-        watch.start(Stage::Heads).await?;
-        let scores = model.heads.forward(queries.clone(), custom.as_ref().unwrap_or(&self.vocab));
+        let vocab = custom.as_ref().unwrap_or(&self.vocab);
+        let Intermediates { qformer: queries, scores, .. } = self.encode_batch(model, &regions, vocab, watch).await?;
         let read = watch.read;
         let names = &self.manifest.vocabularies;
         let class_names = options.classes.as_ref().map_or(&names.classes, |set| &set.names);
@@ -559,7 +563,7 @@ impl Describer {
         let tags = per_region(read.floats(scores.tags).await?, &names.tags);
         let attributes = per_region(read.floats(scores.attributes).await?, &names.attributes);
         let classes = per_region(read.floats(scores.classes).await?, class_names);
-        watch.lap("heads", None::<&Tensor<1>>).await;
+        watch.lap(Stage::Heads, None::<&Tensor<1>>).await;
 
         let threshold = options.tag_threshold.unwrap_or(self.manifest.tag_threshold);
         let mut described = Vec::with_capacity(n);
@@ -571,10 +575,12 @@ impl Describer {
             let control_ids = self.tokenizer.encode(&control)?;
             let region_queries = queries.clone().narrow(0, i, 1); // [1, queries, width]
             let encoded_t5 = model.t5.encode(model.t5_inputs(region_queries, &control_ids));
-            watch.lap("t5_encoder", Some(&encoded_t5)).await;
+            watch.lap(Stage::T5Encoder, Some(&encoded_t5)).await;
             let decoded = self.generate(&model.t5, encoded_t5, options, watch).await?;
             let caption = self.tokenizer.decode(&decoded.ids)?;
-            watch.lap("decoder", None::<&Tensor<1>>).await;
+            // the tokens after the first, timed together
+            let rest = Stage::Token { step: 2, of: options.max_new_tokens };
+            watch.lap(rest, None::<&Tensor<1>>).await;
             described.push(Description {
                 views: views.views,
                 caption,
@@ -620,7 +626,7 @@ impl Describer {
             let logits = t5_model.decode(ids, &mut cache);
             search.advance(&watch.read.floats(logits).await?);
             if first {
-                watch.lap("first_token", None::<&Tensor<1>>).await;
+                watch.lap(Stage::Token { step: 1, of: options.max_new_tokens }, None::<&Tensor<1>>).await;
                 first = false;
             }
         }

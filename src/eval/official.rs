@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::describe::{DescribeOptions, Describer, Description, MAX_BATCH_REGIONS};
+use crate::describe::{DescribeOptions, Describer, Description, MAX_BATCH_REGIONS, Watcher};
 use crate::eval::{cider, densecap, meteor, ovad, ptb};
 use crate::photo::{DEFAULT_MAX_PIXELS, decode_photo};
 use crate::views::RegionBox;
@@ -422,7 +422,8 @@ pub fn predict(
             }
             if !views.is_empty() {
                 let (mut go_on, mut clock) = (|_| ControlFlow::Continue(()), || 0.0);
-                let run = describer.describe_batch_watched(views, options, &mut go_on, &mut clock);
+                let watcher = Watcher { on_stage: &mut go_on, clock: &mut clock, take_turn: None };
+                let run = describer.describe_batch_watched(views, options, watcher);
                 let (descriptions, _) =
                     futures::executor::block_on(run).map_err(|e| EvalError::Model(e.to_string()))?;
                 for (r, d) in described.into_iter().zip(descriptions) {

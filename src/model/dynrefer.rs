@@ -10,10 +10,10 @@ use burn::module::Param;
 use burn::prelude::*;
 
 use super::clip_text::{ClipText, ClipTextConfig};
-use super::heads::{HeadScores, Heads, HeadsConfig, Vocabularies};
+use super::heads::{Heads, HeadsConfig, Vocabularies};
 use super::qformer::{Qformer, QformerConfig};
 use super::t5::{T5, T5Config};
-use super::visual::{Visual, VisualConfig, VisualOutput};
+use super::visual::{Visual, VisualConfig};
 
 /// Every size of the model. The converter reads them from the checkpoints' shapes and the
 /// `--arch` file; defaults are DynRefer-FlanT5-XL's.
@@ -157,14 +157,6 @@ impl DynReferConfig {
     }
 }
 
-/// The tensors the pipeline computes for a batch of regions, kept for parity checks.
-pub struct Intermediates {
-    pub visual: VisualOutput,
-    /// [regions, queries, qformer width]
-    pub qformer: Tensor<3>,
-    pub scores: HeadScores,
-}
-
 impl DynRefer {
     /// The vocabularies as the heads read them.
     pub fn vocabularies(&self, templates_per_attribute: Vec<usize>) -> Vocabularies {
@@ -174,27 +166,6 @@ impl DynRefer {
             templates_per_attribute,
             classes: self.vocab.classes.val(),
         }
-    }
-
-    /// `pixels` [regions · views, 3, S, S] and each view's region box, region after region → the
-    /// regions' queries and scores; `stage` hears the name of each stage done (`vit`,
-    /// `align_fuse`, `qformer`, `heads`).
-    pub fn encode_region(
-        &self,
-        pixels: Tensor<4>,
-        region_boxes: &[[f32; 4]],
-        vocab: &Vocabularies,
-        stage: &mut dyn FnMut(&'static str),
-    ) -> Intermediates {
-        let vit = self.visual.encode(pixels);
-        stage("vit");
-        let visual = self.visual.fuse(vit, region_boxes);
-        stage("align_fuse");
-        let qformer = self.qformer.forward(visual.fused.clone()); // [regions, queries, width]
-        stage("qformer");
-        let scores = self.heads.forward(qformer.clone(), vocab);
-        stage("heads");
-        Intermediates { visual, qformer, scores }
     }
 
     /// T5's input: `[t5_proj(queries) ; embed(control ids) + cem_memory]` → [1, tokens, d_model].

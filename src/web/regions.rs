@@ -6,10 +6,12 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
+use futures::future::LocalBoxFuture;
 use image::RgbImage;
 use leptos::prelude::*;
 
-use crate::describe::{DescribeOptions, Describer, Description, Stage, Timings};
+use super::browser::sleep;
+use crate::describe::{DescribeOptions, Describer, Description, Stage, Timings, Watcher};
 use crate::views::{RegionBox, ViewOptions, Views, build_views};
 
 /// A photo the person opened: its pixels (upright), a URL the page shows it from, its name.
@@ -25,10 +27,14 @@ pub struct Photo {
 pub enum Status {
     Loading,
     /// Waiting for the person; the widget says what for.
-    Ready { hint: Option<&'static str> },
+    Ready {
+        hint: Option<&'static str>,
+    },
     Running,
     /// Every region is described; the widget tells how long its run took.
-    Done { ms: Option<f64> },
+    Done {
+        ms: Option<f64>,
+    },
     Error(String),
 }
 
@@ -282,7 +288,11 @@ pub async fn describe_pending(
         std::ops::ControlFlow::Continue(())
     };
     let views = built.iter().map(|(_, _, v)| (**v).clone()).collect();
-    let result = model.describe_batch_watched(views, &job.options, &mut watch, clock).await;
+    // the page handles input between stages: a macrotask turn, which the microtasks that drive
+    // the futures never give
+    let take_turn = || -> LocalBoxFuture<'static, ()> { Box::pin(sleep(0)) };
+    let watcher = Watcher { on_stage: &mut watch, clock, take_turn: Some(&take_turn) };
+    let result = model.describe_batch_watched(views, &job.options, watcher).await;
     if !runs.is_current(id) {
         return Outcome::Stopped;
     }
