@@ -18,13 +18,15 @@ use futures::future::LocalBoxFuture;
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::bundle::{BundleError, FitError, Loader, Manifest};
+use crate::bundle::Manifest;
+pub use crate::bundle::load::OpenError;
+use crate::bundle::load::{ByteSource, LoadedBundle};
 use crate::model::dynrefer::DynRefer;
 use crate::model::heads::{HeadScores, Vocabularies};
 use crate::model::t5::T5;
 use crate::model::visual::VisualOutput;
 use crate::text::caption::{T5Tokenizer, TokenizerError, control_string};
-use crate::text::clip_bpe::{BpeError, ClipBpe, class_prompt};
+use crate::text::clip_bpe::{ClipBpe, class_prompt};
 use crate::text::search::{Search, SearchOptions};
 use crate::views::{RegionBox, ViewOptions, Views, ViewsError, build_views};
 
@@ -112,25 +114,6 @@ pub enum DescribeError {
     /// The watcher stopped the description between two stages (a newer region replaced it).
     #[error("stopped")]
     Stopped,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error(transparent)]
-    Bundle(#[from] BundleError),
-    #[error("{0}: cannot read: {1}")]
-    Io(String, std::io::Error),
-    #[error("{0}: {1}")]
-    Tokenizer(String, TokenizerError),
-    #[error("{0}: {1}")]
-    Bpe(String, BpeError),
-    /// The model cannot run where it is to run (checked before any weight is read).
-    #[error("{bundle}: {error}")]
-    Fit { bundle: String, error: FitError },
-    /// A byte source's own failure (a download that failed, a file the person did not pick), in
-    /// the source's words.
-    #[error("{0}")]
-    Source(String),
 }
 
 /// A loaded model with its vocabularies and tokenizer.
@@ -317,25 +300,32 @@ impl<'a> Watch<'a> {
 }
 
 impl Describer {
-    /// A bundle's model from a loader that has all its shards, and its two tokenizer files (the
-    /// CLIP BPE is kept only for a model with a text tower, which alone can use it).
-    pub(crate) fn from_loader(loader: Loader, tokenizer_json: &[u8], clip_bpe: &[u8]) -> Result<Describer, OpenError> {
-        let bundle = loader.bundle.clone();
-        Manifest::verify(&bundle, &loader.manifest.t5_tokenizer, tokenizer_json)?;
-        Manifest::verify(&bundle, &loader.manifest.clip_bpe, clip_bpe)?;
-        let device = loader.device.clone();
-        let (model, manifest) = loader.finish()?;
-        let tokenizer = T5Tokenizer::from_json(tokenizer_json, manifest.config.max_txt_len)
-            .map_err(|e| OpenError::Tokenizer(bundle.clone(), e))?;
+    /// A loaded bundle ready to describe: its tokenizers (the CLIP BPE is kept only for a model
+    /// with a text tower, which alone can use it) and its vocabularies as the heads read them.
+    pub fn open(bundle: LoadedBundle) -> Result<Describer, OpenError> {
+        let LoadedBundle { name, device, manifest, model, tokenizer_json, clip_bpe } = bundle;
+        let tokenizer = T5Tokenizer::from_json(tokenizer_json.bytes(), manifest.config.max_txt_len)
+            .map_err(|e| OpenError::Tokenizer(name.clone(), e))?;
         let clip_bpe = match model.clip_text {
             Some(_) => Some(
-                ClipBpe::from_gzip(clip_bpe)
-                    .map_err(|e| OpenError::Bpe(format!("{bundle}: {}", manifest.clip_bpe.file), e))?,
+                ClipBpe::from_gzip(clip_bpe.bytes())
+                    .map_err(|e| OpenError::Bpe(format!("{name}: {}", manifest.clip_bpe.file), e))?,
             ),
             None => None,
         };
         let vocab = model.vocabularies(manifest.vocabularies.templates_per_attribute.clone());
         Ok(Describer { manifest, model, vocab, tokenizer, clip_bpe, device })
+    }
+
+    /// Loads a bundle from `source` (see [`crate::bundle::load::load`]) and opens it.
+    pub async fn load(
+        source: &impl ByteSource,
+        device: &Device,
+        target: Option<&crate::bundle::Target>,
+        progress: impl Fn(crate::bundle::Progress),
+    ) -> Result<Describer, OpenError> {
+        let bundle = crate::bundle::load::load(source, device, target, progress).await?;
+        Describer::open(bundle)
     }
 
     /// Opens a bundle folder, verifying every file; `progress` hears after each shard.
@@ -347,7 +337,7 @@ impl Describer {
     ) -> Result<Describer, OpenError> {
         let progress = std::cell::RefCell::new(progress);
         let source = crate::bundle::load::DirSource::new(dir);
-        futures::executor::block_on(crate::bundle::load::load(&source, device, None, |p| (progress.borrow_mut())(p)))
+        futures::executor::block_on(Describer::load(&source, device, None, |p| (progress.borrow_mut())(p)))
     }
 
     pub fn device(&self) -> &Device {

@@ -68,8 +68,9 @@ fn shards_the_fuzzer_found_are_refused() {
         entry.bytes = shard.len() as u64;
         entry.sha256 = sha256_hex(shard);
         let shard_file = entry.file.clone();
+        let verified = Manifest::verify("fuzzed", entry, shard.to_vec()).unwrap();
         let mut loader = Loader::new("fuzzed", manifest, &burn::tensor::Device::flex()).unwrap();
-        let refused = loader.add_shard(0, shard.to_vec());
+        let refused = loader.add_shard(0, verified);
         let name = finding.file_name();
         eprintln!("{}: {refused:?}", name.display());
         let Err(BundleError::File { file, message, .. }) = &refused else {

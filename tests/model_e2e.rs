@@ -305,14 +305,14 @@ impl dynrefer::bundle::load::ByteSource for MemorySource {
         &self,
         entry: &dynrefer::bundle::FileEntry,
         received: &dyn Fn(u64),
-    ) -> Result<Vec<u8>, dynrefer::describe::OpenError> {
+    ) -> Result<dynrefer::bundle::Verified, dynrefer::describe::OpenError> {
         if self.fails.as_ref() == Some(&entry.file) {
             return Err(dynrefer::describe::OpenError::Source(format!("{}: network down", entry.file)));
         }
         let bytes = self.files[&entry.file].clone();
         received(bytes.len() as u64 / 2);
         received(bytes.len() as u64);
-        Ok(bytes)
+        Ok(dynrefer::bundle::Manifest::verify("memory", entry, bytes)?)
     }
 }
 
@@ -330,7 +330,6 @@ fn now<T>(future: impl std::future::Future<Output = T>) -> T {
 #[test]
 fn a_bundle_loads_from_any_byte_source() {
     use dynrefer::bundle::Target;
-    use dynrefer::bundle::load::load;
 
     let files: std::collections::HashMap<String, Vec<u8>> = std::fs::read_dir(bundle())
         .unwrap()
@@ -340,7 +339,7 @@ fn a_bundle_loads_from_any_byte_source() {
     let device = Device::flex();
     let source = MemorySource { files, fails: None };
     let seen = std::cell::RefCell::new(Vec::new());
-    let describer = now(load(&source, &device, None, |p| seen.borrow_mut().push(p))).unwrap();
+    let describer = now(Describer::load(&source, &device, None, |p| seen.borrow_mut().push(p))).unwrap();
     let seen = seen.into_inner();
     let total = describer.manifest().total_bytes();
     assert!(seen.windows(2).all(|w| w[0].done <= w[1].done), "progress goes back");
@@ -356,11 +355,11 @@ fn a_bundle_loads_from_any_byte_source() {
     );
 
     let tight = Target::Cpu { max_bytes: 1000 };
-    let refused = now(load(&source, &device, Some(&tight), |_| {})).err().unwrap().to_string();
+    let refused = now(Describer::load(&source, &device, Some(&tight), |_| {})).err().unwrap().to_string();
     assert!(refused.starts_with("memory: this ") && refused.contains(" model needs "), "{refused}");
     let shard = describer.manifest().shards[0].file.clone();
     let failing = MemorySource { fails: Some(shard.clone()), ..source };
-    let failed = now(load(&failing, &device, None, |_| {})).err().unwrap().to_string();
+    let failed = now(Describer::load(&failing, &device, None, |_| {})).err().unwrap().to_string();
     assert_eq!(failed, format!("{shard}: network down"));
 }
 

@@ -25,8 +25,9 @@ fuzz_target!(|data: &[u8]| {
     entry.file = if format & 1 == 0 { "weights-00000.bpk" } else { "weights-00000.safetensors" }.into();
     entry.bytes = shard.len() as u64;
     entry.sha256 = sha256_hex(shard);
+    let verified = Manifest::verify("fuzz", entry, shard.to_vec()).expect("its own size and hash");
     let mut loader = Loader::new("fuzz", manifest, &Device::flex()).expect("the built-in model's count");
-    if loader.add_shard(0, shard.to_vec()).is_ok() {
+    if loader.add_shard(0, verified).is_ok() {
         let _ = loader.finish();
     }
 });

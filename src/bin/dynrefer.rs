@@ -454,8 +454,8 @@ fn inspect(dir: &Path) -> Result<serde_json::Value, Failure> {
     let failures: Vec<String> = files
         .iter()
         .filter_map(|entry| {
-            let checked =
-                read(&entry.file).and_then(|b| Manifest::verify(&bundle, entry, &b).map_err(|e| e.to_string()));
+            let checked = read(&entry.file)
+                .and_then(|b| Manifest::verify(&bundle, entry, b).map(drop).map_err(|e| e.to_string()));
             checked.err()
         })
         .collect();

@@ -1,16 +1,37 @@
 //! Loading a bundle from wherever its files are: a folder on disk, a URL, the files a person
-//! picked in a browser. A [`ByteSource`] hands over bytes; [`load`] does the rest the same way for
-//! all of them: parse and check the manifest, refuse a model that cannot run on its target, then
-//! the tokenizer and the shards, a few on their way while the one before them is verified and
-//! moved to the device.
+//! picked in a browser. A [`ByteSource`] hands over bytes, each file verified against the
+//! manifest; [`load`] does the rest the same way for all of them: parse and check the manifest,
+//! refuse a model that cannot run on its target, then the tokenizer and the shards, a few on their
+//! way while the one before them is moved to the device.
 
 use std::cell::{Cell, RefCell};
 
 use burn::tensor::Device;
 use futures::StreamExt;
 
-use super::{FileEntry, Loader, Manifest, Progress, Target};
-use crate::describe::{Describer, OpenError};
+use super::{BundleError, FileEntry, FitError, Loader, Manifest, Progress, Target, Verified};
+use crate::model::dynrefer::DynRefer;
+use crate::text::caption::TokenizerError;
+use crate::text::clip_bpe::BpeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("{0}: cannot read: {1}")]
+    Io(String, std::io::Error),
+    #[error("{0}: {1}")]
+    Tokenizer(String, TokenizerError),
+    #[error("{0}: {1}")]
+    Bpe(String, BpeError),
+    /// The model cannot run where it is to run (checked before any weight is read).
+    #[error("{bundle}: {error}")]
+    Fit { bundle: String, error: FitError },
+    /// A byte source's own failure (a download that failed, a file the person did not pick), in
+    /// the source's words.
+    #[error("{0}")]
+    Source(String),
+}
 
 /// Where a bundle's files come from: a folder, a URL, files a person picked.
 #[allow(async_fn_in_trait)]
@@ -21,8 +42,13 @@ pub trait ByteSource {
     /// The manifest's bytes (a source refuses more than [`super::MAX_MANIFEST_BYTES`]).
     async fn manifest(&self) -> Result<Vec<u8>, OpenError>;
 
-    /// The bytes of one file of the manifest; `received` hears how many have arrived so far.
-    async fn file(&self, entry: &FileEntry, received: &dyn Fn(u64)) -> Result<Vec<u8>, OpenError>;
+    /// Called once the manifest is parsed and its model fits, before any file is asked for (the
+    /// page asks the browser for room to keep the files here).
+    async fn prepare(&self, _manifest: &Manifest) {}
+
+    /// One file of the manifest, checked against its entry ([`Manifest::verify`]); `received`
+    /// hears how many bytes have arrived so far.
+    async fn file(&self, entry: &FileEntry, received: &dyn Fn(u64)) -> Result<Verified, OpenError>;
 
     /// How many shards may be on their way at once. A download gains from having the next ones
     /// arrive while one is applied; a source that reads at once gains nothing, and each shard
@@ -32,41 +58,43 @@ pub trait ByteSource {
     }
 }
 
-/// How many shards a download has on its way at once: while one is verified and moved to the
-/// device, the next ones arrive, and at most this many are held besides the one being applied.
+/// How many shards a download has on its way at once: while one is moved to the device, the
+/// next ones arrive, and at most this many are held besides the one being applied.
 pub const SHARDS_AT_ONCE: usize = 3;
+
+/// A bundle with every file verified and its weights on the device.
+pub struct LoadedBundle {
+    /// The source's name for it, for errors.
+    pub name: String,
+    pub device: Device,
+    pub manifest: Manifest,
+    pub model: DynRefer,
+    pub tokenizer_json: Verified,
+    pub clip_bpe: Verified,
+}
 
 /// Parses and checks the manifest (and that its model fits `target`, when given), then loads the
 /// tokenizer and the shards. `progress` hears the bytes verified or arriving, of all the files.
+/// A file that fails stops the load: the shards already on their way are dropped, none after
+/// them is asked for.
 pub async fn load(
     source: &impl ByteSource,
     device: &Device,
     target: Option<&Target>,
     progress: impl Fn(Progress),
-) -> Result<Describer, OpenError> {
+) -> Result<LoadedBundle, OpenError> {
     let manifest = Manifest::parse(source.name(), &source.manifest().await?)?;
     if let Some(target) = target {
         manifest.check_fit(target).map_err(|error| OpenError::Fit { bundle: source.name().to_string(), error })?;
     }
-    load_manifest(source, manifest, device, progress).await
-}
-
-/// Loads the files of a manifest already parsed and checked, each verified against it (a caller that has more to check
-/// first, such as the room left in a browser's storage, parses it itself). A file that fails
-/// stops the load: the shards already on their way are dropped, none after them is asked for.
-pub async fn load_manifest(
-    source: &impl ByteSource,
-    manifest: Manifest,
-    device: &Device,
-    progress: impl Fn(Progress),
-) -> Result<Describer, OpenError> {
+    source.prepare(&manifest).await;
     let total = manifest.total_bytes();
-    let tokenizer = source.file(&manifest.t5_tokenizer, &|_| {}).await?;
+    let tokenizer_json = source.file(&manifest.t5_tokenizer, &|_| {}).await?;
     let clip_bpe = source.file(&manifest.clip_bpe, &|_| {}).await?;
     let shards = manifest.shards.clone();
     let mut loader = Loader::new(source.name(), manifest, device)?;
     // bytes of the files done, and of each shard on its way
-    let done = Cell::new((tokenizer.len() + clip_bpe.len()) as u64);
+    let done = Cell::new((tokenizer_json.bytes().len() + clip_bpe.bytes().len()) as u64);
     let arriving = RefCell::new(vec![0u64; shards.len()]);
     let report = |file: &str| {
         let done = done.get() + arriving.borrow().iter().sum::<u64>();
@@ -85,11 +113,13 @@ pub async fn load_manifest(
     while let Some((i, bytes)) = fetches.next().await {
         let bytes = bytes?;
         arriving.borrow_mut()[i] = 0;
-        done.set(done.get() + bytes.len() as u64);
+        done.set(done.get() + bytes.bytes().len() as u64);
         loader.add_shard(i, bytes)?;
         report(&shards[i].file);
     }
-    Describer::from_loader(loader, &tokenizer, &clip_bpe)
+    let (model, manifest) = loader.finish()?;
+    let (name, device) = (source.name().to_string(), device.clone());
+    Ok(LoadedBundle { name, device, manifest, model, tokenizer_json, clip_bpe })
 }
 
 /// A bundle folder on disk.
@@ -120,7 +150,7 @@ impl ByteSource for DirSource {
 
     /// The manifest's size is checked before it is read: a huge file is not a bundle's manifest.
     async fn manifest(&self) -> Result<Vec<u8>, OpenError> {
-        use super::{BundleError, MANIFEST, MAX_MANIFEST_BYTES};
+        use super::{MANIFEST, MAX_MANIFEST_BYTES};
         let path = self.dir.join(MANIFEST);
         let size = std::fs::metadata(path).map_err(|e| OpenError::Io(format!("{}: {MANIFEST}", self.name), e))?.len();
         if size > MAX_MANIFEST_BYTES {
@@ -129,8 +159,8 @@ impl ByteSource for DirSource {
         self.read(MANIFEST)
     }
 
-    async fn file(&self, entry: &FileEntry, _received: &dyn Fn(u64)) -> Result<Vec<u8>, OpenError> {
-        self.read(&entry.file)
+    async fn file(&self, entry: &FileEntry, _received: &dyn Fn(u64)) -> Result<Verified, OpenError> {
+        Ok(Manifest::verify(&self.name, entry, self.read(&entry.file)?)?)
     }
 
     /// A file is read whole at once: reading the next shards ahead would only hold them in memory.

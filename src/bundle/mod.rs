@@ -295,7 +295,7 @@ impl Manifest {
     }
 
     /// Checks a file's size and hash against its entry.
-    pub fn verify(bundle: &str, entry: &FileEntry, bytes: &[u8]) -> Result<(), BundleError> {
+    pub fn verify(bundle: &str, entry: &FileEntry, bytes: Vec<u8>) -> Result<Verified, BundleError> {
         if bytes.len() as u64 != entry.bytes {
             return Err(BundleError::Size {
                 bundle: bundle.into(),
@@ -304,7 +304,7 @@ impl Manifest {
                 expected: entry.bytes,
             });
         }
-        let actual = sha256_hex(bytes);
+        let actual = sha256_hex(&bytes);
         if actual != entry.sha256 {
             return Err(BundleError::Hash {
                 bundle: bundle.into(),
@@ -313,7 +313,7 @@ impl Manifest {
                 expected: entry.sha256.clone(),
             });
         }
-        Ok(())
+        Ok(Verified(bytes))
     }
 
     /// Parameters of the model, from the tensor index. Counts and byte sizes of a real model
@@ -324,6 +324,21 @@ impl Manifest {
 
     pub fn total_bytes(&self) -> u64 {
         self.shards.iter().map(|s| s.bytes).sum::<u64>() + self.t5_tokenizer.bytes + self.clip_bpe.bytes
+    }
+}
+
+/// A file's bytes, checked against its manifest entry: only [`Manifest::verify`] makes one, so a
+/// loader handed one knows it needs no second look.
+#[derive(Debug)]
+pub struct Verified(Vec<u8>);
+
+impl Verified {
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
     }
 }
 
@@ -362,10 +377,10 @@ impl Loader {
         Ok(Loader { bundle: bundle.to_string(), manifest, model, device: device.clone(), applied })
     }
 
-    /// Verifies shard `index` and moves its tensors to the device; the bytes are dropped after.
-    pub fn add_shard(&mut self, index: usize, bytes: Vec<u8>) -> Result<(), BundleError> {
+    /// Moves the tensors of shard `index` to the device; the bytes are dropped after.
+    pub fn add_shard(&mut self, index: usize, bytes: Verified) -> Result<(), BundleError> {
         let entry = &self.manifest.shards[index];
-        Manifest::verify(&self.bundle, entry, &bytes)?;
+        let bytes = bytes.into_bytes();
         let first_line = |e: String| e.lines().next().unwrap_or_default().to_string();
         let result = if entry.file.ends_with(".bpk") {
             let tensors = Reader::from_bytes(Bytes::from_bytes_vec(bytes))

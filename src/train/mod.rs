@@ -38,7 +38,7 @@ pub enum TrainError {
     #[error("{path}: {message}")]
     File { path: String, message: String },
     #[error(transparent)]
-    Open(#[from] crate::describe::OpenError),
+    Open(#[from] crate::bundle::load::OpenError),
     #[error(transparent)]
     Convert(#[from] crate::convert::ConvertError),
     #[error(

@@ -14,7 +14,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::browser::{now_ms, read_file, sleep};
 use crate::bundle::load::ByteSource;
-use crate::bundle::{FileEntry, MANIFEST, MAX_MANIFEST_BYTES, Manifest, Progress, Target};
+use crate::bundle::{FileEntry, MANIFEST, MAX_MANIFEST_BYTES, Manifest, Progress, Target, Verified};
 use crate::describe::{Describer, OpenError};
 
 /// A parameter of the page's URL (`?name=value`).
@@ -229,7 +229,7 @@ async fn fetch_file(
     cancel: &Cancel,
     received: &dyn Fn(u64),
     stalled: &dyn Fn(f64),
-) -> Result<(Vec<u8>, bool), String> {
+) -> Result<(Verified, bool), String> {
     let url = format!("{base}{}", entry.file);
     let key = format!("{url}?sha256={}", entry.sha256);
     let cache = cache().await;
@@ -239,25 +239,25 @@ async fn fetch_file(
         && let Ok(buffer) = response.array_buffer()
         && let Ok(buffer) = JsFuture::from(buffer).await
     {
-        let bytes = js_sys::Uint8Array::new(&buffer).to_vec();
-        if Manifest::verify(base, entry, &bytes).is_ok() {
-            return Ok((bytes, true));
+        if let Ok(verified) = Manifest::verify(base, entry, js_sys::Uint8Array::new(&buffer).to_vec()) {
+            return Ok((verified, true));
         }
         let _ = JsFuture::from(cache.delete_with_str(&key)).await;
     }
     let bytes = download(&url, entry.bytes, cancel, received, stalled).await?;
-    Manifest::verify(base, entry, &bytes).map_err(|e| e.to_string())?;
+    let verified = Manifest::verify(base, entry, bytes).map_err(|e| e.to_string())?;
+    let length = verified.bytes().len() as u64;
     let mut cached = false;
     if let Some(cache) = &cache
-        && !over_test_quota(bytes.len() as u64)
-        && let Ok(response) = web_sys::Response::new_with_opt_u8_array(Some(&mut bytes.clone()))
+        && !over_test_quota(length)
+        && let Ok(response) = web_sys::Response::new_with_opt_u8_array(Some(&mut verified.bytes().to_vec()))
     {
         cached = JsFuture::from(cache.put_with_str(&key, &response)).await.is_ok();
         if cached {
-            CACHED_BYTES.with(|c| c.set(c.get() + bytes.len() as u64));
+            CACHED_BYTES.with(|c| c.set(c.get() + length));
         }
     }
-    Ok((bytes, cached))
+    Ok((verified, cached))
 }
 
 fn get(object: &wasm_bindgen::JsValue, key: &str) -> wasm_bindgen::JsValue {
@@ -315,6 +315,8 @@ struct UrlSource<'a, W: Fn(Loading)> {
     watch: &'a W,
     /// Files the browser's storage had no room for.
     not_cached: Cell<usize>,
+    /// The room the browser said it has, and the bundle's bytes, when that is fewer.
+    short_of_room: Cell<Option<(u64, u64)>>,
 }
 
 impl<W: Fn(Loading)> ByteSource for UrlSource<'_, W> {
@@ -328,7 +330,13 @@ impl<W: Fn(Loading)> ByteSource for UrlSource<'_, W> {
         download(&url, MAX_MANIFEST_BYTES, self.cancel, &|_| {}, &stalled).await.map_err(OpenError::Source)
     }
 
-    async fn file(&self, entry: &FileEntry, received: &dyn Fn(u64)) -> Result<Vec<u8>, OpenError> {
+    /// The browser may say beforehand that it cannot keep the whole model.
+    async fn prepare(&self, manifest: &Manifest) {
+        let needed = manifest.total_bytes();
+        self.short_of_room.set(storage_room().await.filter(|&room| room < needed).map(|room| (room, needed)));
+    }
+
+    async fn file(&self, entry: &FileEntry, received: &dyn Fn(u64)) -> Result<Verified, OpenError> {
         let stalled = |seconds| (self.watch)(Loading::Stalled { file: entry.file.clone(), seconds });
         let (bytes, cached) =
             fetch_file(self.base, entry, self.cancel, received, &stalled).await.map_err(OpenError::Source)?;
@@ -346,20 +354,14 @@ pub async fn load(
     cancel: &Cancel,
     watch: impl Fn(Loading),
 ) -> Result<Loaded, String> {
-    let source = UrlSource { base, cancel, watch: &watch, not_cached: Cell::new(0) };
-    let manifest = Manifest::parse(base, &source.manifest().await.map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
-    manifest.check_fit(target).map_err(|e| format!("{base}: {e}"))?;
-    // the browser may say beforehand that it cannot keep the whole model
-    let needed = manifest.total_bytes();
-    let short_of_room = storage_room().await.filter(|&room| room < needed).map(|room| (room, needed));
-    let describer = crate::bundle::load::load_manifest(&source, manifest, device, |p| watch(Loading::Progress(p)))
+    let source = UrlSource { base, cancel, watch: &watch, not_cached: Cell::new(0), short_of_room: Cell::new(None) };
+    let describer = Describer::load(&source, device, Some(target), |p| watch(Loading::Progress(p)))
         .await
         .map_err(|e| e.to_string())?;
     if cancel.is_cancelled() {
         return Err("cancelled".into());
     }
-    Ok(Loaded { describer, not_cached: source.not_cached.get(), short_of_room })
+    Ok(Loaded { describer, not_cached: source.not_cached.get(), short_of_room: source.short_of_room.get() })
 }
 
 /// The files a person picked: a converted bundle's folder, or all its files.
@@ -367,9 +369,10 @@ struct PickedFiles(std::collections::HashMap<String, web_sys::File>);
 
 impl PickedFiles {
     async fn read(&self, name: &str) -> Result<Vec<u8>, OpenError> {
-        let file = self.0.get(name).ok_or_else(|| {
-            OpenError::Source(format!("the chosen files have no {name}: pick a whole bundle folder"))
-        })?;
+        let file = self
+            .0
+            .get(name)
+            .ok_or_else(|| OpenError::Source(format!("the chosen files have no {name}: pick a whole bundle folder")))?;
         read_file(file).await.map_err(OpenError::Source)
     }
 }
@@ -383,8 +386,8 @@ impl ByteSource for PickedFiles {
         self.read(MANIFEST).await
     }
 
-    async fn file(&self, entry: &FileEntry, _: &dyn Fn(u64)) -> Result<Vec<u8>, OpenError> {
-        self.read(&entry.file).await
+    async fn file(&self, entry: &FileEntry, _: &dyn Fn(u64)) -> Result<Verified, OpenError> {
+        Ok(Manifest::verify(self.name(), entry, self.read(&entry.file).await?)?)
     }
 }
 
@@ -396,5 +399,5 @@ pub async fn load_files(
     progress: impl Fn(Progress),
 ) -> Result<Describer, String> {
     let source = PickedFiles((0..files.length()).filter_map(|i| files.get(i)).map(|f| (f.name(), f)).collect());
-    crate::bundle::load::load(&source, device, Some(target), progress).await.map_err(|e| e.to_string())
+    Describer::load(&source, device, Some(target), progress).await.map_err(|e| e.to_string())
 }
