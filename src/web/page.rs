@@ -10,10 +10,8 @@ use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 
 use super::backend::{self, Compute};
-use super::browser::{now_ms, read_file, revoke, sleep, wasm_memory_bytes};
-use super::regions::{
-    Job, Outcome, Photo, Region, RegionState, Regions, Runs, SETTLE_MS, Status, describe_pending,
-};
+use super::browser::{now_ms, read_file, revoke, wasm_memory_bytes};
+use super::regions::{Finished, Job, Photo, Region, RegionState, Regions, Runs, Status, start_run};
 use super::results::Results;
 use super::stage::{Stage, ViewStrip};
 use super::{export, load, session};
@@ -159,26 +157,18 @@ impl Page {
             Err(e) => return self.status.set(Status::Error(e)),
         };
         self.status.set(Status::Running);
-        let id = self.runs.next();
         self.save_session();
         let job = Job { model: self.describer.get_value(), options, num_views: self.choices.num_views.get_untracked() };
-        spawn_local(async move {
-            sleep(SETTLE_MS).await;
-            if !self.runs.is_current(id) {
-                return;
-            }
-            let t0 = now_ms();
-            let on_stage = |stage: crate::describe::Stage| self.stage_text.set(stage.to_string());
-            let outcome = describe_pending(self.regions, photo.image, job, self.runs, id, on_stage, &mut now_ms).await;
-            let Outcome::Finished { described, timings, failed } = outcome else { return };
+        let on_stage = move |stage: crate::describe::Stage| self.stage_text.set(stage.to_string());
+        start_run(self.regions, self.runs, photo.image, job, on_stage, move |run: Finished| {
             self.stage_text.set(String::new());
             let mut times: serde_json::Map<String, serde_json::Value> =
-                timings.into_iter().map(|(stage, ms)| (stage.to_string(), ms.into())).collect();
-            times.insert("regions".into(), described.into());
+                run.timings.into_iter().map(|(stage, ms)| (stage.to_string(), ms.into())).collect();
+            times.insert("regions".into(), run.described.into());
             self.timings.set(serde_json::Value::Object(times).to_string());
-            self.timing.set(format!("{described} region(s) described in {:.0} ms", now_ms() - t0));
+            self.timing.set(format!("{} region(s) described in {:.0} ms", run.described, run.ms));
             self.memory.set(wasm_memory_bytes().to_string());
-            self.status.set(failed.map_or(Status::DONE, Status::Error));
+            self.status.set(run.failed.map_or(Status::DONE, Status::Error));
         });
     }
 
@@ -250,11 +240,8 @@ impl Page {
         } else {
             String::new()
         };
-        let slow = self
-            .compute
-            .get_value()
-            .and_then(|c| c.adapter.clone())
-            .filter(|a| a.software && p.total > 1_000_000_000);
+        let slow =
+            self.compute.get_value().and_then(|c| c.adapter.clone()).filter(|a| a.software && p.total > 1_000_000_000);
         let warning = slow.map_or(String::new(), |a| {
             format!(" — a large model on a software GPU ({}): each description will take many minutes", a.name)
         });
@@ -338,9 +325,9 @@ impl Page {
     /// A bundle from the person's disk: its folder, or all its files.
     fn load_files(self, files: web_sys::FileList) {
         let Some(c) = self.compute.get_value() else {
-            return self.status.set(Status::error(
-                "the compute device is still being detected: pick the folder again in a moment",
-            ));
+            return self
+                .status
+                .set(Status::error("the compute device is still being detected: pick the folder again in a moment"));
         };
         self.status.set(Status::Loading);
         let cancel = self.start_load();
@@ -522,9 +509,8 @@ fn PhotoBar() -> impl IntoView {
     let c = page.choices;
     let box_text = RwSignal::new(String::new());
     // the box in the field follows the selected one and the one being dragged
-    let shown_box = Memo::new(move |_| {
-        page.regions.draft.get().map(|d| d.bbox).or_else(|| page.regions.current().map(|r| r.bbox))
-    });
+    let shown_box =
+        Memo::new(move |_| page.regions.draft.get().map(|d| d.bbox).or_else(|| page.regions.current().map(|r| r.bbox)));
     Effect::new(move |_| box_text.set(shown_box.get().map(RegionBox::to_text).unwrap_or_default()));
     let on_file = move |ev: leptos::ev::Event| {
         let input: web_sys::HtmlInputElement = ev.target().unwrap().unchecked_into();
@@ -560,7 +546,10 @@ fn PhotoBar() -> impl IntoView {
             Err(e) => page.status.set(Status::Error(e)),
         }
     };
-    let select = |value: RwSignal<usize>, class: &'static str, disabled: Signal<bool>, title: Signal<Option<String>>| {
+    let select = |value: RwSignal<usize>,
+                  class: &'static str,
+                  disabled: Signal<bool>,
+                  title: Signal<Option<String>>| {
         view! {
             <select
                 class=class
@@ -757,7 +746,11 @@ fn RegionList() -> impl IntoView {
         page.runs.next();
         regions.clear();
         page.stage_text.set(String::new());
-        page.status.set(if page.photo.with_untracked(Option::is_some) { Status::READY } else { page.status.get_untracked() });
+        page.status.set(if page.photo.with_untracked(Option::is_some) {
+            Status::READY
+        } else {
+            page.status.get_untracked()
+        });
     };
     let entry = move |r: Region| {
         let n = r.number;

@@ -10,7 +10,7 @@ use futures::future::LocalBoxFuture;
 use image::RgbImage;
 use leptos::prelude::*;
 
-use super::browser::sleep;
+use super::browser::{now_ms, sleep};
 use crate::describe::{DescribeOptions, Describer, Description, Stage, Timings, Watcher};
 use crate::views::{RegionBox, ViewOptions, Views, build_views};
 
@@ -231,23 +231,49 @@ pub struct Job {
     pub num_views: usize,
 }
 
-/// How a run ended.
-pub enum Outcome {
-    /// A newer run replaced it.
-    Stopped,
-    Finished {
-        /// How many regions this run described.
-        described: usize,
-        /// The stages of the batch.
-        timings: Timings,
-        /// Why the first region that failed did.
-        failed: Option<String>,
-    },
+/// How a run ended that no newer one replaced.
+pub struct Finished {
+    /// How many regions this run described.
+    pub described: usize,
+    /// The stages of the batch.
+    pub timings: Timings,
+    /// Why the first region that failed did.
+    pub failed: Option<String>,
+    /// Milliseconds from the start of its work to its end.
+    pub ms: f64,
+}
+
+/// Starts a run of the pending regions, the one way the page and the widget describe: it waits
+/// [`SETTLE_MS`] in case a newer change follows (a drag, a held arrow key), then builds their
+/// views and describes them, while an older run stops at its next stage. `on_stage` hears each
+/// stage; `finished` hears how the run ended, unless a newer one replaced it.
+pub fn start_run(
+    regions: Regions,
+    runs: Runs,
+    image: Arc<RgbImage>,
+    job: Job,
+    on_stage: impl FnMut(Stage) + 'static,
+    finished: impl FnOnce(Finished) + 'static,
+) {
+    let id = runs.next();
+    leptos::task::spawn_local(async move {
+        sleep(SETTLE_MS).await;
+        if !runs.is_current(id) {
+            return;
+        }
+        let t0 = now_ms();
+        if let Some((described, timings, failed)) =
+            describe_pending(regions, image, job, runs, id, on_stage, &mut now_ms).await
+        {
+            finished(Finished { described, timings, failed, ms: now_ms() - t0 });
+        }
+    });
 }
 
 /// Builds the views of every pending region, then describes them in one batch (their encoders
-/// run together); the results land in `regions`. `on_stage` hears each stage and may stop the run.
-pub async fn describe_pending(
+/// run together); the results land in `regions`. Returns how many were described, the timings and
+/// the first failure, or `None` when a newer run replaced this one.
+async fn describe_pending(
     regions: Regions,
     image: Arc<RgbImage>,
     job: Job,
@@ -255,7 +281,7 @@ pub async fn describe_pending(
     id: u64,
     mut on_stage: impl FnMut(Stage),
     clock: &mut dyn FnMut() -> f64,
-) -> Outcome {
+) -> Option<(usize, Timings, Option<String>)> {
     let size = job.model.as_ref().map_or(ViewOptions::default().size, |d| d.manifest.config.image_size as u32);
     let opts = ViewOptions { num_views: job.num_views, size };
     let pending: Vec<(u32, RegionBox)> = regions.list.with_untracked(|l| {
@@ -278,7 +304,7 @@ pub async fn describe_pending(
         }
     }
     let Some(model) = job.model else {
-        return Outcome::Finished { described: 0, timings: Timings::new(), failed };
+        return Some((0, Timings::new(), failed));
     };
     let mut watch = |stage: Stage| {
         if !runs.is_current(id) {
@@ -294,7 +320,7 @@ pub async fn describe_pending(
     let watcher = Watcher { on_stage: &mut watch, clock, take_turn: Some(&take_turn) };
     let result = model.describe_batch_watched(views, &job.options, watcher).await;
     if !runs.is_current(id) {
-        return Outcome::Stopped;
+        return None;
     }
     let (described, timings) = match result {
         Ok((descriptions, timings)) => {
@@ -312,5 +338,5 @@ pub async fn describe_pending(
             (0, Timings::new())
         }
     };
-    Outcome::Finished { described, timings, failed }
+    Some((described, timings, failed))
 }

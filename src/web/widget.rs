@@ -14,16 +14,14 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::future::{LocalBoxFuture, Shared};
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 use serde::Serialize;
-use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
 
-use super::browser::now_ms;
-use super::regions::{Job, Outcome, Photo, Regions, Runs, SETTLE_MS, Status, describe_pending};
+use super::export::as_printed;
+use super::regions::{Job, Photo, Regions, Runs, Status, start_run};
 use super::results::Results;
 use super::stage::{Stage, ViewStrip};
-use super::export::as_printed;
 use super::{backend, load};
 use crate::describe::{DescribeOptions, Describer};
 use crate::photo::{DEFAULT_MAX_PIXELS, decode_photo};
@@ -48,9 +46,7 @@ async fn shared_model(url: String) -> Result<Rc<Describer>, String> {
             async move {
                 let compute = DEVICE.with(Clone::clone).await;
                 let never = load::Cancel::default();
-                load::load(&url, &compute.device, &compute.target(), &never, |_| {})
-                    .await
-                    .map(|l| Rc::new(l.describer))
+                load::load(&url, &compute.device, &compute.target(), &never, |_| {}).await.map(|l| Rc::new(l.describer))
             }
             .boxed_local()
             .shared()
@@ -125,8 +121,7 @@ pub fn register(hook: &JsValue) {
 /// The runtime panicked: `widget.js`'s `stopped(message)` tells every widget on the page, which
 /// report it as `dynrefer-error` (after this call returns, since nothing may run in the wasm now).
 pub fn stopped(hook: &JsValue, message: &str) {
-    if let Ok(stopped) = js_sys::Reflect::get(hook, &"stopped".into()).and_then(|f| f.dyn_into::<js_sys::Function>())
-    {
+    if let Ok(stopped) = js_sys::Reflect::get(hook, &"stopped".into()).and_then(|f| f.dyn_into::<js_sys::Function>()) {
         let _ = stopped.call1(hook, &message.into());
     }
 }
@@ -187,32 +182,33 @@ fn Widget(host: web_sys::HtmlElement, attrs: RwSignal<Attrs>) -> impl IntoView {
 
     // Describes the pending regions in one run; its result lists every region.
     let describe = move || {
-        let (Some(Ok(model)), Some(p), Ok(num_views)) = (model.get_untracked(), shown.get_untracked(), num_views.get_untracked())
+        let (Some(Ok(model)), Some(p), Ok(num_views)) =
+            (model.get_untracked(), shown.get_untracked(), num_views.get_untracked())
         else {
             return;
         };
-        let id = runs.next();
         status.set(Status::Running);
         let job = Job {
             model: Some(model),
             options: DescribeOptions { num_views: Some(num_views), ..DescribeOptions::default() },
             num_views,
         };
-        spawn_local(async move {
-            gloo_timers::future::TimeoutFuture::new(SETTLE_MS).await;
-            if !runs.is_current(id) {
-                return;
-            }
-            let t0 = now_ms();
-            let outcome = describe_pending(regions, p.image, job, runs, id, |_| {}, &mut now_ms).await;
-            let Outcome::Finished { failed, .. } = outcome else { return };
-            if let Some(why) = failed {
-                return fail(why);
-            }
-            status.set(Status::Done { ms: Some(now_ms() - t0) });
-            let list: Vec<_> = regions.list.with_untracked(|l| l.iter().filter_map(|r| r.description().cloned()).collect());
-            emit(&host.get_value(), "dynrefer-result", &list);
-        });
+        start_run(
+            regions,
+            runs,
+            p.image,
+            job,
+            |_| {},
+            move |run| {
+                if let Some(why) = run.failed {
+                    return fail(why);
+                }
+                status.set(Status::Done { ms: Some(run.ms) });
+                let list: Vec<_> =
+                    regions.list.with_untracked(|l| l.iter().filter_map(|r| r.description().cloned()).collect());
+                emit(&host.get_value(), "dynrefer-result", &list);
+            },
+        );
     };
 
     // The model, the photo and the boxes: once all are there, the boxes are described.
