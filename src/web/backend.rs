@@ -73,12 +73,6 @@ fn text(object: &JsValue, key: &str) -> String {
     get(object, key).as_string().unwrap_or_default()
 }
 
-/// A page-level test hook: `?gpu-max-binding=BYTES` lowers the binding limit the page checks
-/// models against, to exercise the refusal of a tensor that does not fit.
-fn binding_override() -> Option<u64> {
-    super::load::query_param("gpu-max-binding")?.parse().ok()
-}
-
 /// The adapter the browser offers, as burn will get it (the same default request).
 async fn adapter() -> Option<Adapter> {
     let gpu = get(&web_sys::window()?.navigator().into(), "gpu");
@@ -95,7 +89,7 @@ async fn adapter() -> Option<Adapter> {
     let limits = get(&adapter, "limits");
     let limit = |key: &str| get(&limits, key).as_f64().map_or(u64::MAX, |v| v as u64);
     let max_binding = limit("maxStorageBufferBindingSize").min(limit("maxBufferSize"));
-    let max_binding = binding_override().map_or(max_binding, |o| o.min(max_binding));
+    let max_binding = super::hooks::hooks().gpu_max_binding.map_or(max_binding, |o| o.min(max_binding));
     Some(Adapter { name: if name.is_empty() { "unnamed adapter".into() } else { name }, software, max_binding })
 }
 

@@ -13,19 +13,14 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::browser::{now_ms, read_file, sleep};
+use super::hooks::hooks;
 use crate::bundle::load::ByteSource;
 use crate::bundle::{FileEntry, MANIFEST, MAX_MANIFEST_BYTES, Manifest, Progress, Target, Verified};
 use crate::describe::{Describer, OpenError};
 
-/// A parameter of the page's URL (`?name=value`).
-pub fn query_param(name: &str) -> Option<String> {
-    let query = web_sys::window()?.location().search().ok()?;
-    web_sys::UrlSearchParams::new_with_str(&query).ok()?.get(name)
-}
-
 /// The bundle's folder URL: `?model=URL` or the built-in model next to the page.
 pub fn bundle_url() -> String {
-    folder_url(&query_param("model").filter(|u| !u.is_empty()).unwrap_or_else(|| "model/".to_string()))
+    folder_url(&hooks().model.unwrap_or_else(|| "model/".to_string()))
 }
 
 /// A folder URL ends with a slash (a trailing `manifest.json` is taken off).
@@ -37,11 +32,6 @@ pub fn folder_url(url: &str) -> String {
 /// How long a failed download waits before each new try: a server error (5xx, 408, 429) or a
 /// dropped or cut connection is tried again three times; a 404 or a refusal is not.
 const RETRY_DELAYS_MS: [u32; 3] = [500, 1000, 2000];
-
-/// How long a download may receive nothing before the page says it stalled (`?stall-ms=N` in tests).
-fn stall_ms() -> f64 {
-    query_param("stall-ms").and_then(|v| v.parse().ok()).unwrap_or(10_000.0)
-}
 
 /// A load that a newer one replaces: the page cancels it, and its downloads are aborted.
 #[derive(Clone, Default)]
@@ -65,11 +55,48 @@ pub enum Loading {
     Stalled { file: String, seconds: f64 },
 }
 
-/// Why a download ended without the file.
-enum Failure {
+/// Why a download ended without its file.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("the download failed (network error or blocked by CORS)")]
+    Network,
+    #[error("not found (404)")]
+    NotFound,
+    #[error("HTTP {0}")]
+    Http(u16),
+    #[error("{} than the {limit} bytes expected: refused", .length.map_or("more".into(), |l| format!("{l} bytes, more")))]
+    TooLarge { length: Option<u64>, limit: u64 },
+    #[error("the connection dropped after {0} bytes")]
+    Dropped(usize),
+    #[error("the download was cut off at {got} of {length} bytes")]
+    CutOff { got: usize, length: u64 },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("this page has no {0}")]
+    NoBrowser(&'static str),
+}
+
+impl Failure {
     /// Worth another try: a dropped or cut connection, a server error.
-    Transient(String),
-    Final(String),
+    fn is_transient(&self) -> bool {
+        match self {
+            Failure::Network | Failure::Dropped(_) | Failure::CutOff { .. } => true,
+            Failure::Http(status) => matches!(status, 408 | 429 | 500..=599),
+            _ => false,
+        }
+    }
+}
+
+/// Why a load (or a photo's download) gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{url}: {why}{}", if why.is_transient() { format!(" (tried {tries} times)") } else { String::new() })]
+    Download { url: String, why: Failure, tries: u32 },
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// A newer load replaced this one.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// Downloads `url`, tried again on transient failures; `received` hears the bytes of the try in
@@ -80,17 +107,16 @@ async fn download(
     cancel: &Cancel,
     received: &dyn Fn(u64),
     stalled: &dyn Fn(f64),
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, LoadError> {
     let mut retries = RETRY_DELAYS_MS.iter();
     let mut tries = 1;
     loop {
         match download_once(url, max_bytes, cancel, received, stalled).await {
             Ok(bytes) => return Ok(bytes),
-            Err(Failure::Transient(why)) => match retries.next() {
-                Some(&ms) if !cancel.is_cancelled() => sleep(ms).await,
-                _ => return Err(format!("{url}: {why} (tried {tries} times)")),
+            Err(why) => match retries.next() {
+                Some(&ms) if why.is_transient() && !cancel.is_cancelled() => sleep(ms).await,
+                _ => return Err(LoadError::Download { url: url.to_string(), why, tries }),
             },
-            Err(Failure::Final(why)) => return Err(format!("{url}: {why}")),
         }
         tries += 1;
     }
@@ -105,31 +131,25 @@ async fn download_once(
     received: &dyn Fn(u64),
     stalled: &dyn Fn(f64),
 ) -> Result<Vec<u8>, Failure> {
-    let window = web_sys::window().ok_or(Failure::Final("no window".into()))?;
-    let abort = web_sys::AbortController::new().map_err(|_| Failure::Final("no AbortController".into()))?;
+    let window = web_sys::window().ok_or(Failure::NoBrowser("window"))?;
+    let abort = web_sys::AbortController::new().map_err(|_| Failure::NoBrowser("AbortController"))?;
     let init = web_sys::RequestInit::new();
     init.set_signal(Some(&abort.signal()));
-    let response = JsFuture::from(window.fetch_with_str_and_init(url, &init))
-        .await
-        .map_err(|_| Failure::Transient("the download failed (network error or blocked by CORS)".into()))?;
+    let response = JsFuture::from(window.fetch_with_str_and_init(url, &init)).await.map_err(|_| Failure::Network)?;
     let response: web_sys::Response = response.unchecked_into();
     let status = response.status();
     if !response.ok() {
-        return Err(match status {
-            404 => Failure::Final("not found (404)".into()),
-            408 | 429 | 500..=599 => Failure::Transient(format!("HTTP {status}")),
-            _ => Failure::Final(format!("HTTP {status}")),
-        });
+        return Err(if status == 404 { Failure::NotFound } else { Failure::Http(status) });
     }
     let length = body_length(&response);
     if let Some(length) = length.filter(|&l| l > max_bytes) {
         abort.abort();
-        return Err(Failure::Final(format!("{length} bytes, more than the {max_bytes} expected: refused")));
+        return Err(Failure::TooLarge { length: Some(length), limit: max_bytes });
     }
     let Some(body) = response.body() else { return Ok(Vec::new()) };
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     let mut bytes = Vec::with_capacity(length.unwrap_or(0).min(max_bytes) as usize);
-    let (stall_ms, mut last) = (stall_ms(), now_ms());
+    let (stall_ms, mut last) = (hooks().stall_ms, now_ms());
     let mut read = JsFuture::from(reader.read());
     loop {
         let tick = Box::pin(sleep(500));
@@ -138,7 +158,7 @@ async fn download_once(
             futures::future::Either::Right((_, pending)) => {
                 if cancel.is_cancelled() {
                     abort.abort();
-                    return Err(Failure::Final("cancelled".into()));
+                    return Err(Failure::Cancelled);
                 }
                 let quiet = now_ms() - last;
                 if quiet >= stall_ms {
@@ -148,7 +168,7 @@ async fn download_once(
                 continue;
             }
         };
-        let cut = || Failure::Transient(format!("the connection dropped after {} bytes", bytes.len()));
+        let cut = || Failure::Dropped(bytes.len());
         let chunk = chunk.map_err(|_| cut())?;
         if js_sys::Reflect::get(&chunk, &"done".into()).ok().and_then(|d| d.as_bool()) == Some(true) {
             break;
@@ -158,7 +178,7 @@ async fn download_once(
         let start = bytes.len();
         if (start + value.length() as usize) as u64 > max_bytes {
             abort.abort();
-            return Err(Failure::Final(format!("more than the {max_bytes} bytes expected: refused")));
+            return Err(Failure::TooLarge { length: None, limit: max_bytes });
         }
         bytes.resize(start + value.length() as usize, 0);
         value.copy_to(&mut bytes[start..]);
@@ -167,9 +187,7 @@ async fn download_once(
         read = JsFuture::from(reader.read());
     }
     match length {
-        Some(length) if length != bytes.len() as u64 => {
-            Err(Failure::Transient(format!("the download was cut off at {} of {length} bytes", bytes.len())))
-        }
+        Some(length) if length != bytes.len() as u64 => Err(Failure::CutOff { got: bytes.len(), length }),
         _ => Ok(bytes),
     }
 }
@@ -196,7 +214,7 @@ fn body_length(response: &web_sys::Response) -> Option<u64> {
 const MAX_PHOTO_BYTES: u64 = 256 << 20;
 
 /// A photo by URL: no progress, no cancel.
-pub async fn fetch(url: &str) -> Result<Vec<u8>, String> {
+pub async fn fetch(url: &str) -> Result<Vec<u8>, LoadError> {
     download(url, MAX_PHOTO_BYTES, &Cancel::default(), &|_| {}, &|_| {}).await
 }
 
@@ -215,8 +233,7 @@ thread_local! {
 /// Whether the `?cache-quota=BYTES` test hook says the storage is full for `bytes` more: it
 /// stands for a browser's quota that runs out halfway through a bundle.
 fn over_test_quota(bytes: u64) -> bool {
-    let quota = query_param("cache-quota").and_then(|q| q.parse::<u64>().ok());
-    quota.is_some_and(|quota| CACHED_BYTES.with(Cell::get) + bytes > quota)
+    hooks().cache_quota.is_some_and(|quota| CACHED_BYTES.with(Cell::get) + bytes > quota)
 }
 
 /// A bundle file by its hash: from the cache when it is there and intact, else downloaded,
@@ -229,7 +246,7 @@ async fn fetch_file(
     cancel: &Cancel,
     received: &dyn Fn(u64),
     stalled: &dyn Fn(f64),
-) -> Result<(Verified, bool), String> {
+) -> Result<(Verified, bool), LoadError> {
     let url = format!("{base}{}", entry.file);
     let key = format!("{url}?sha256={}", entry.sha256);
     let cache = cache().await;
@@ -245,7 +262,7 @@ async fn fetch_file(
         let _ = JsFuture::from(cache.delete_with_str(&key)).await;
     }
     let bytes = download(&url, entry.bytes, cancel, received, stalled).await?;
-    let verified = Manifest::verify(base, entry, bytes).map_err(|e| e.to_string())?;
+    let verified = Manifest::verify(base, entry, bytes).map_err(OpenError::from)?;
     let length = verified.bytes().len() as u64;
     let mut cached = false;
     if let Some(cache) = &cache
@@ -327,7 +344,8 @@ impl<W: Fn(Loading)> ByteSource for UrlSource<'_, W> {
     async fn manifest(&self) -> Result<Vec<u8>, OpenError> {
         let stalled = |seconds| (self.watch)(Loading::Stalled { file: MANIFEST.into(), seconds });
         let url = format!("{}{MANIFEST}", self.base);
-        download(&url, MAX_MANIFEST_BYTES, self.cancel, &|_| {}, &stalled).await.map_err(OpenError::Source)
+        let bytes = download(&url, MAX_MANIFEST_BYTES, self.cancel, &|_| {}, &stalled).await;
+        bytes.map_err(|e| OpenError::Source(e.to_string()))
     }
 
     /// The browser may say beforehand that it cannot keep the whole model.
@@ -339,7 +357,10 @@ impl<W: Fn(Loading)> ByteSource for UrlSource<'_, W> {
     async fn file(&self, entry: &FileEntry, received: &dyn Fn(u64)) -> Result<Verified, OpenError> {
         let stalled = |seconds| (self.watch)(Loading::Stalled { file: entry.file.clone(), seconds });
         let (bytes, cached) =
-            fetch_file(self.base, entry, self.cancel, received, &stalled).await.map_err(OpenError::Source)?;
+            fetch_file(self.base, entry, self.cancel, received, &stalled).await.map_err(|e| match e {
+                LoadError::Open(e) => e,
+                e => OpenError::Source(e.to_string()),
+            })?;
         self.not_cached.set(self.not_cached.get() + usize::from(!cached));
         Ok(bytes)
     }
@@ -353,13 +374,11 @@ pub async fn load(
     target: &Target,
     cancel: &Cancel,
     watch: impl Fn(Loading),
-) -> Result<Loaded, String> {
+) -> Result<Loaded, LoadError> {
     let source = UrlSource { base, cancel, watch: &watch, not_cached: Cell::new(0), short_of_room: Cell::new(None) };
-    let describer = Describer::load(&source, device, Some(target), |p| watch(Loading::Progress(p)))
-        .await
-        .map_err(|e| e.to_string())?;
+    let describer = Describer::load(&source, device, Some(target), |p| watch(Loading::Progress(p))).await?;
     if cancel.is_cancelled() {
-        return Err("cancelled".into());
+        return Err(LoadError::Cancelled);
     }
     Ok(Loaded { describer, not_cached: source.not_cached.get(), short_of_room: source.short_of_room.get() })
 }
@@ -397,7 +416,7 @@ pub async fn load_files(
     device: &Device,
     target: &Target,
     progress: impl Fn(Progress),
-) -> Result<Describer, String> {
+) -> Result<Describer, LoadError> {
     let source = PickedFiles((0..files.length()).filter_map(|i| files.get(i)).map(|f| (f.name(), f)).collect());
-    Describer::load(&source, device, Some(target), progress).await.map_err(|e| e.to_string())
+    Ok(Describer::load(&source, device, Some(target), progress).await?)
 }

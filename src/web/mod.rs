@@ -3,10 +3,14 @@
 //! the page. The same stage, described the same way, runs in the `<dynrefer-describer>` widget.
 
 mod backend;
+mod bars;
 mod browser;
 mod export;
+mod hooks;
 mod load;
+mod model_slot;
 mod page;
+mod region_list;
 mod regions;
 mod results;
 mod session;

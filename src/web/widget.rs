@@ -7,58 +7,25 @@
 //! prints it, and `dynrefer-error` (detail `{message}`).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use futures::FutureExt;
-use futures::future::{LocalBoxFuture, Shared};
 use leptos::prelude::*;
 use serde::Serialize;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
 use super::export::as_printed;
+use super::load;
+use super::model_slot::shared_model;
 use super::regions::{Job, Photo, Regions, Runs, Status, start_run};
 use super::results::Results;
 use super::stage::{Stage, ViewStrip};
-use super::{backend, load};
-use crate::describe::{DescribeOptions, Describer};
+use crate::describe::DescribeOptions;
 use crate::photo::{DEFAULT_MAX_PIXELS, decode_photo};
 use crate::views::RegionBox;
 
 const STYLE: &str = include_str!("widget.css");
-
-type SharedModel = Shared<LocalBoxFuture<'static, Result<Rc<Describer>, String>>>;
-
-thread_local! {
-    static DEVICE: Shared<LocalBoxFuture<'static, Rc<backend::Compute>>> =
-        async { Rc::new(backend::detect(true).await) }.boxed_local().shared();
-    static MODELS: RefCell<HashMap<String, SharedModel>> = RefCell::new(HashMap::new());
-}
-
-/// The model at `url`, loaded once for the whole page; a failed load is tried again next time.
-async fn shared_model(url: String) -> Result<Rc<Describer>, String> {
-    let load = MODELS.with(|m| {
-        let mut models = m.borrow_mut();
-        let entry = models.entry(url.clone()).or_insert_with(|| {
-            let url = url.clone();
-            async move {
-                let compute = DEVICE.with(Clone::clone).await;
-                let never = load::Cancel::default();
-                load::load(&url, &compute.device, &compute.target(), &never, |_| {}).await.map(|l| Rc::new(l.describer))
-            }
-            .boxed_local()
-            .shared()
-        });
-        entry.clone()
-    });
-    let loaded = load.await;
-    if loaded.is_err() {
-        MODELS.with(|m| m.borrow_mut().remove(&url));
-    }
-    loaded
-}
 
 /// The element's attributes, read whenever one changes.
 #[derive(Clone, Debug, PartialEq)]
@@ -169,6 +136,7 @@ fn Widget(host: web_sys::HtmlElement, attrs: RwSignal<Attrs>) -> impl IntoView {
             let src = src?;
             let loaded = load::fetch(&src)
                 .await
+                .map_err(|e| e.to_string())
                 .and_then(|b| decode_photo(&b, DEFAULT_MAX_PIXELS).map_err(|e| format!("{src}: {e}")));
             Some(loaded.map(|image| Photo { image: Arc::new(image), url: src.clone(), name: src }))
         }
