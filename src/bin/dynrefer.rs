@@ -470,7 +470,7 @@ fn inspect(dir: &Path) -> Result<serde_json::Value, Failure> {
     let mut dtypes = std::collections::BTreeMap::<&str, [u64; 3]>::new();
     for entry in manifest.tensors.values() {
         let numel = entry.shape.iter().map(|&d| d as u64).product::<u64>();
-        let row = dtypes.entry(entry.dtype.as_str()).or_default();
+        let row = dtypes.entry(entry.dtype.name()).or_default();
         row[0] += 1;
         row[1] += numel;
         row[2] += manifest.quant.stored_bytes(&entry.shape, entry.is_quantized());

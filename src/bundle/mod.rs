@@ -124,14 +124,45 @@ pub struct FileEntry {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TensorEntry {
     pub shard: usize,
-    /// `F32`, `F16`, or the bundle's quantization (`q8`, `q4`).
-    pub dtype: String,
+    pub dtype: TensorDtype,
     pub shape: Vec<usize>,
+}
+
+/// How a tensor is stored: in floats, or in the bundle's quantization.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TensorDtype {
+    F32,
+    F16,
+    #[serde(rename = "q8")]
+    Q8,
+    #[serde(rename = "q4")]
+    Q4,
+}
+
+impl TensorDtype {
+    /// The dtype of a tensor stored in mode `quant`, quantized or not.
+    pub fn of(quant: Quant, quantized: bool) -> TensorDtype {
+        match quant {
+            Quant::Q8 if quantized => TensorDtype::Q8,
+            Quant::Q4 if quantized => TensorDtype::Q4,
+            Quant::F16 => TensorDtype::F16,
+            _ => TensorDtype::F32,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TensorDtype::F32 => "F32",
+            TensorDtype::F16 => "F16",
+            TensorDtype::Q8 => "q8",
+            TensorDtype::Q4 => "q4",
+        }
+    }
 }
 
 impl TensorEntry {
     pub fn is_quantized(&self) -> bool {
-        Quant::parse(&self.dtype).is_some_and(|q| q.scheme().is_some())
+        matches!(self.dtype, TensorDtype::Q8 | TensorDtype::Q4)
     }
 }
 
@@ -261,10 +292,13 @@ impl Manifest {
             if numel.is_none_or(|n| n > MAX_TENSOR_ELEMENTS) || t.shape.len() > 8 {
                 return Err(format!("tensor {name}: shape {:?} is too large", t.shape));
             }
-            *stored += match Quant::parse(&t.dtype.to_lowercase()) {
-                Some(q) if q == self.quant && q.scheme().is_some() => q.stored_bytes(&t.shape, true),
-                Some(q @ (Quant::F32 | Quant::F16)) => q.stored_bytes(&t.shape, false),
-                _ => return Err(format!("tensor {name}: dtype {:?} in a {} bundle", t.dtype, self.quant.name())),
+            *stored += match t.dtype {
+                TensorDtype::F32 => Quant::F32.stored_bytes(&t.shape, false),
+                TensorDtype::F16 => Quant::F16.stored_bytes(&t.shape, false),
+                quantized if quantized == TensorDtype::of(self.quant, true) => self.quant.stored_bytes(&t.shape, true),
+                other => {
+                    return Err(format!("tensor {name}: dtype {} in a {} bundle", other.name(), self.quant.name()));
+                }
             };
         }
         if let Some(i) = (0..self.shards.len()).find(|&i| in_shard[i] > self.shards[i].bytes) {
@@ -493,30 +527,60 @@ fn widen_scales(tensor: PackTensor, bundle_scheme: Option<QuantScheme>) -> Resul
     Ok(PackTensor::new(name, DType::QFloat(wide), shape, id, Bytes::from_bytes_vec(widened)))
 }
 
-/// What the CPU backend keeps of a quantized parameter as it arrives: linear layers multiply by
-/// their quantized weights directly (the crate's kernels dequantize strip by strip), kept as
-/// compactly as the backend can (4-bit values two to a byte); every other quantized tensor
-/// (embedding tables, packed attention projections) would be dequantized whole on every use, so
-/// it is widened once. `Manifest::cpu_bytes` counts the same.
+/// Whether a quantized parameter stays quantized on the CPU backend, from the module that holds
+/// it: a linear layer's weight does (the crate's kernels multiply by it directly, dequantizing
+/// strip by strip); every other quantized tensor (embedding tables, packed attention projections)
+/// would be dequantized whole on every use, so it is widened once at load. A parameter's module
+/// is what `ModuleVisitor::enter_module` and `ModuleMapper::enter_module` name last before it.
+fn stays_quantized_on_cpu(container_type: &str, field: &str) -> bool {
+    container_type == "Struct:Linear" && field == "weight"
+}
+
+/// What the CPU backend keeps of a quantized parameter as it arrives ([`stays_quantized_on_cpu`]),
+/// kept as compactly as the backend can (4-bit values two to a byte).
 #[derive(Default)]
 struct CpuQuantized {
-    containers: Vec<String>,
+    modules: Vec<(String, String)>,
 }
 
 impl ModuleMapper for CpuQuantized {
-    fn enter_module(&mut self, _name: &str, container_type: &str) {
-        self.containers.push(container_type.to_string());
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.modules.push((name.to_string(), container_type.to_string()));
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.containers.pop();
+        self.modules.pop();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        if self.containers.last().is_some_and(|c| c == "Struct:Linear") {
+        if self.modules.last().is_some_and(|(field, container)| stays_quantized_on_cpu(container, field)) {
             param.load_mapper(kernels::compact_weight)
         } else {
             param.load_mapper(kernels::dequantize)
+        }
+    }
+}
+
+/// The module paths of a model's parameters that stay quantized on the CPU backend (the names a
+/// quantized bundle gives them); the parameters are not touched, so a lazily built model is enough.
+#[derive(Default)]
+struct CpuQuantizedPaths {
+    modules: Vec<(String, String)>,
+    paths: std::collections::HashSet<String>,
+}
+
+impl ModuleVisitor for CpuQuantizedPaths {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.modules.push((name.to_string(), container_type.to_string()));
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.modules.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, _param: &Param<Tensor<D>>) {
+        if self.modules.last().is_some_and(|(field, container)| stays_quantized_on_cpu(container, field)) {
+            self.paths.insert(self.modules.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join("."));
         }
     }
 }
@@ -611,27 +675,31 @@ impl Manifest {
         }
     }
 
-    /// The bytes `tensor` takes on the CPU backend: quantized linear weights stay quantized there,
-    /// their values in 8 or 4 bits with an f32 scale per block; everything else is f32,
-    /// embedding tables and packed attention projections included (they are widened at load).
-    pub fn cpu_bytes(&self, name: &str, tensor: &TensorEntry) -> u64 {
-        let numel = tensor.shape.iter().map(|&d| d as u64).product::<u64>();
-        let widened = name.contains("embedding") || name.ends_with("shared.weight") || name.ends_with("in_proj_weight");
-        if let Some(scheme) = self.quant.scheme()
-            && tensor.is_quantized()
-            && !widened
-        {
-            numel * scheme.value.size_bits() as u64 / 8 + numel.div_ceil(QUANT_BLOCK as u64) * 4
-        } else {
-            4 * numel
+    /// The bytes the weights take on the CPU backend: the quantized tensors that stay quantized
+    /// there ([`stays_quantized_on_cpu`]) keep their values in 8 or 4 bits with an f32 scale per
+    /// block; everything else is f32 (the model is built lazily to tell which is which).
+    pub fn cpu_bytes(&self) -> u64 {
+        let mut kept = CpuQuantizedPaths::default();
+        if self.quant.scheme().is_some() {
+            self.config.init(&Device::flex()).visit(&mut kept);
         }
+        let bytes = |(name, tensor): (&String, &TensorEntry)| {
+            let numel = tensor.shape.iter().map(|&d| d as u64).product::<u64>();
+            match self.quant.scheme() {
+                Some(scheme) if tensor.is_quantized() && kept.paths.contains(name) => {
+                    numel * scheme.value.size_bits() as u64 / 8 + numel.div_ceil(QUANT_BLOCK as u64) * 4
+                }
+                _ => 4 * numel,
+            }
+        };
+        self.tensors.iter().map(bytes).sum()
     }
 
     /// Refuses, before any download, a model that cannot run on `target`.
     pub fn check_fit(&self, target: &Target) -> Result<(), FitError> {
         match *target {
             Target::Cpu { max_bytes } => {
-                let needed: u64 = self.tensors.iter().map(|(name, t)| self.cpu_bytes(name, t)).sum();
+                let needed = self.cpu_bytes();
                 if needed > max_bytes {
                     return Err(FitError::CpuMemory { quant: self.quant.name(), needed, limit: max_bytes });
                 }

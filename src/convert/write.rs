@@ -14,7 +14,8 @@ use burn::tensor::quantization::QuantStore;
 
 use super::{ConvertError, file_err};
 use crate::bundle::{
-    FORMAT, FileEntry, MANIFEST, MAX_SHARD_BYTES, Manifest, Quant, TensorEntry, VERSION, VocabularyNames, sha256_hex,
+    FORMAT, FileEntry, MANIFEST, MAX_SHARD_BYTES, Manifest, Quant, TensorDtype, TensorEntry, VERSION, VocabularyNames,
+    sha256_hex,
 };
 use crate::model::dynrefer::{DynRefer, DynReferConfig};
 
@@ -50,8 +51,9 @@ impl ShardWriter {
         }
         self.pending_bytes += bytes;
         let dtype = match data.dtype() {
-            DType::QFloat(_) => self.quant.name().to_string(),
-            dtype => format!("{dtype:?}"),
+            DType::QFloat(_) => TensorDtype::of(self.quant, true),
+            DType::F16 => TensorDtype::F16,
+            _ => TensorDtype::F32,
         };
         let entry = TensorEntry { shard: self.shards.len(), dtype, shape: data.shape().to_vec() };
         self.tensors.insert(name.clone(), entry);
@@ -213,11 +215,10 @@ pub fn projected_manifest(config: &DynReferConfig, quant: Quant, name: &str) -> 
             pending = 0;
         }
         pending += bytes;
-        let (name, dtype, shape) = match quant {
-            _ if quantized => (p.burn.clone(), quant.name().to_string(), shape),
-            Quant::F16 => (p.official.clone(), "F16".to_string(), p.shape.clone()),
-            Quant::F32 => (p.official.clone(), "F32".to_string(), p.shape.clone()),
-            _ => (p.burn.clone(), "F32".to_string(), shape),
+        let dtype = TensorDtype::of(quant, quantized);
+        let (name, shape) = match quant {
+            Quant::F16 | Quant::F32 => (p.official.clone(), p.shape.clone()),
+            _ => (p.burn.clone(), shape),
         };
         tensors.insert(name, TensorEntry { shard: shards.len(), dtype, shape });
     }
