@@ -221,7 +221,7 @@ pub fn StatusLine(compute: LocalResource<Rc<Compute>>) -> impl IntoView {
                 <span data-role="adapter">{adapter}</span>
             </Suspense>
             " · Model: " <span data-role="model">{move || page.model.name.get().to_string()}</span>
-            " · " <span class="loading">{move || page.model.loading.get()}</span>
+            " · " <span class="loading">{move || page.model.loading.get().to_string()}</span>
             " · " <span class="timing">{move || page.timing.get()}</span>
         </p>
     }

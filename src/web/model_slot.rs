@@ -37,6 +37,72 @@ impl std::fmt::Display for ModelName {
     }
 }
 
+/// What the page says of its model's load, beside the model's name.
+#[derive(Clone, Debug, PartialEq)]
+pub enum LoadNote {
+    None,
+    /// The device is not known yet; the load starts once it is.
+    WaitingForDevice,
+    /// Megabytes received (or verified from the cache) so far, in which file, how fast, and a
+    /// warning for a large model on a software GPU.
+    Progress {
+        done_mb: f64,
+        total_mb: f64,
+        file: String,
+        speed: Option<f64>,
+        slow_gpu: Option<String>,
+    },
+    Stalled {
+        file: String,
+        seconds: f64,
+    },
+    WarmingUp,
+    /// How long the load took, with what the browser's storage kept and, for the first model,
+    /// when the page became interactive.
+    Ready {
+        ms: f64,
+        storage: String,
+        interactive_s: Option<f64>,
+    },
+}
+
+impl std::fmt::Display for LoadNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadNote::None => Ok(()),
+            LoadNote::WaitingForDevice => {
+                f.write_str("the compute device is still being detected; the model loads once it is known")
+            }
+            LoadNote::Progress { done_mb, total_mb, file, speed, slow_gpu } => {
+                write!(f, "model {done_mb:.1} / {total_mb:.1} MB ({file}")?;
+                if let Some(speed) = speed {
+                    write!(f, ", {speed:.1} MB/s")?;
+                }
+                f.write_str(")")?;
+                match slow_gpu {
+                    Some(gpu) => {
+                        write!(f, " — a large model on a software GPU ({gpu}): each description will take many minutes")
+                    }
+                    None => Ok(()),
+                }
+            }
+            LoadNote::Stalled { file, seconds } => write!(
+                f,
+                "the download of {file} has stalled: nothing received for {seconds:.0} s; still waiting (load \
+                 another model to give up)"
+            ),
+            LoadNote::WarmingUp => f.write_str("warming up (compiling the GPU's shaders)…"),
+            LoadNote::Ready { ms, storage, interactive_s } => {
+                write!(f, "model ready in {ms:.0} ms{storage}")?;
+                match interactive_s {
+                    Some(s) => write!(f, "; the page was interactive {s:.1} s after it opened"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
 /// The page's model: the one in use stays until a newer load has put its own in place.
 #[derive(Clone, Copy)]
 pub struct ModelSlot {
@@ -50,7 +116,7 @@ pub struct ModelSlot {
     /// The load in progress, which a newer one cancels.
     current_load: StoredValue<Option<Cancel>, LocalStorage>,
     /// Progress of a load, or how long the last one took.
-    pub loading: RwSignal<String>,
+    pub loading: RwSignal<LoadNote>,
     /// How often the GPU was lost in this tab (past a limit the page computes on the CPU).
     pub gpu_losses: u32,
 }
@@ -64,7 +130,7 @@ impl ModelSlot {
             name: RwSignal::new(ModelName::Loading),
             in_use: StoredValue::new(String::new()),
             current_load: StoredValue::new_local(None),
-            loading: RwSignal::new(String::new()),
+            loading: RwSignal::new(LoadNote::None),
             gpu_losses: session::gpu_losses(),
         }
     }
@@ -108,10 +174,7 @@ impl ModelSlot {
             let t0 = now_ms();
             let watch = move |event: Loading| match event {
                 Loading::Progress(p) => self.show_progress(p, since),
-                Loading::Stalled { file, seconds } => self.loading.set(format!(
-                    "the download of {file} has stalled: nothing received for {seconds:.0} s; still waiting (load \
-                     another model to give up)"
-                )),
+                Loading::Stalled { file, seconds } => self.loading.set(LoadNote::Stalled { file, seconds }),
             };
             let loaded = load::load(&url, &c.device, &c.target(), &cancel, watch).await;
             if cancel.is_cancelled() {
@@ -152,7 +215,6 @@ impl ModelSlot {
     }
 
     fn show_progress(self, p: Progress, since: StoredValue<Option<(f64, u64)>>) {
-        let (done, total) = (p.done as f64 / 1e6, p.total as f64 / 1e6);
         let now = now_ms();
         let (t0, done0) = match since.get_value() {
             Some((t0, done0)) if p.done >= done0 => (t0, done0),
@@ -162,17 +224,16 @@ impl ModelSlot {
             }
         };
         let seconds = (now - t0) / 1e3;
-        let speed = if seconds >= 0.5 {
-            format!(", {:.1} MB/s", (p.done - done0) as f64 / 1e6 / seconds)
-        } else {
-            String::new()
-        };
-        let slow =
+        let speed = (seconds >= 0.5).then(|| (p.done - done0) as f64 / 1e6 / seconds);
+        let slow_gpu =
             self.compute.get_value().and_then(|c| c.adapter.clone()).filter(|a| a.software && p.total > 1_000_000_000);
-        let warning = slow.map_or(String::new(), |a| {
-            format!(" — a large model on a software GPU ({}): each description will take many minutes", a.name)
+        self.loading.set(LoadNote::Progress {
+            done_mb: p.done as f64 / 1e6,
+            total_mb: p.total as f64 / 1e6,
+            file: p.file,
+            speed,
+            slow_gpu: slow_gpu.map(|a| a.name),
         });
-        self.loading.set(format!("model {done:.1} / {total:.1} MB ({}{speed}){warning}", p.file));
     }
 
     /// Puts a loaded model in use once its first run has compiled the GPU's shaders, or says why
@@ -190,7 +251,7 @@ impl ModelSlot {
                 if self.describer().is_none() {
                     self.name.set(ModelName::None);
                 }
-                self.loading.set(String::new());
+                self.loading.set(LoadNote::None);
                 return Err(if self.gpu_losses >= session::MAX_GPU_LOSSES {
                     format!(
                         "the GPU was lost {} times in this tab, and on the CPU the model did not load: {e}",
@@ -202,17 +263,13 @@ impl ModelSlot {
             }
         };
         if !crate::kernels::is_cpu(d.device()) {
-            self.loading.set("warming up (compiling the GPU's shaders)…".into());
+            self.loading.set(LoadNote::WarmingUp);
             d.warm_up().await;
         }
         self.name.set(ModelName::Named(d.manifest.name.clone()));
         // the first model's readiness is the page's: time to interactive, from the navigation
-        let interactive = if self.describer().is_none() {
-            format!("; the page was interactive {:.1} s after it opened", now_ms() / 1e3)
-        } else {
-            String::new()
-        };
-        self.loading.set(format!("model ready in {:.0} ms{note}{interactive}", now_ms() - t0));
+        let interactive_s = self.describer().is_none().then(|| now_ms() / 1e3);
+        self.loading.set(LoadNote::Ready { ms: now_ms() - t0, storage: note, interactive_s });
         let d = Rc::new(d);
         self.describer.set_value(Some(d.clone()));
         self.in_use.set_value(url);

@@ -13,7 +13,7 @@ use super::backend;
 use super::bars::{ModelBar, PhotoBar, StatusLine};
 use super::browser::{now_ms, read_file, revoke, wasm_memory_bytes};
 use super::hooks::hooks;
-use super::model_slot::ModelSlot;
+use super::model_slot::{LoadNote, ModelSlot};
 use super::region_list::RegionList;
 use super::regions::{Finished, Job, Photo, Region, RegionState, Regions, Runs, Status, start_run};
 use super::results::Results;
@@ -188,7 +188,7 @@ impl Page {
             self.status.set(Status::Loading);
         } else {
             // the effect that waits for the device loads the URL in the field once it is known
-            self.model.loading.set(WAITING_FOR_DEVICE.into());
+            self.model.loading.set(LoadNote::WaitingForDevice);
         }
     }
 
@@ -243,8 +243,6 @@ pub fn stopped(message: &str) {
 pub(super) fn page() -> Page {
     expect_context::<Page>()
 }
-
-const WAITING_FOR_DEVICE: &str = "the compute device is still being detected; the model loads once it is known";
 
 /// The tag threshold field: empty for the model's own, else a number from 0 to 1.
 fn tag_threshold(text: &str) -> Result<Option<f32>, String> {
