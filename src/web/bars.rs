@@ -9,9 +9,9 @@ use wasm_bindgen::JsCast;
 
 use super::backend::Compute;
 use super::load;
-use super::page::page;
 use super::regions::Status;
 use super::session;
+use super::state::page;
 use crate::views::RegionBox;
 
 /// The photo, the box typed by hand and the description's options.

@@ -14,6 +14,7 @@ mod region_list;
 mod regions;
 mod results;
 mod session;
+mod state;
 mod stage;
 mod widget;
 

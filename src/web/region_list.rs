@@ -5,9 +5,9 @@ use leptos::task::spawn_local;
 
 use super::browser::{self, wasm_memory_bytes};
 use super::export;
-use super::page::page;
 use super::regions::{Region, RegionState, Status};
 use super::results;
+use super::state::page;
 
 const NOTHING_TO_SAVE: &str = "open a photo first: there is nothing to save";
 /// Where the browser withholds the clipboard (a page served over plain http from another
