@@ -302,11 +302,11 @@ fn the_built_in_model_describes_held_out_scenes() {
         score("tag_f1")
     );
     assert!(report["regions"].as_u64().unwrap() >= 100);
-    // The committed model scores caption 0.776, class 0.916, color 0.986, tag F1 0.908 on these
-    // 143 regions; the bounds leave a few regions for other CPUs' rounding. They are below the
-    // goals (caption 0.9, class 0.95): the model is still learning shapes and patterns when its
-    // hour of training ends.
-    assert!(score("caption_exact") >= 0.72, "{report}");
+    // The committed model scores caption 0.776, class 0.916, color 0.986, pattern 0.839, tag F1
+    // 0.908 on these 143 regions; the bounds leave a few regions for other CPUs' rounding. They are
+    // below the goals (caption 0.9, class 0.95, pattern 0.9): the model is still learning shapes and
+    // patterns when its hour of training ends.
+    assert!(score("caption_exact") >= 0.72 && score("pattern") >= 0.79, "{report}");
     assert!(score("class_top1") >= 0.88 && score("color") >= 0.95 && score("tag_f1") >= 0.87, "{report}");
 
     let q4 = common::scratch_dir("train", "built-in-q4");

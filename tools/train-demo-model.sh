@@ -3,7 +3,7 @@
 # draws the shapes world's training scenes, trains DynRefer on them from scratch on the CPU the way
 # DynRefer trains (each step sees the region and context views drawn at random from the ten
 # candidates), and writes the bundle as q8 with its training log (www/model/training.log).
-# About 3.5 hours on 2 cores and 7 GB of memory (every candidate view of the 27,711 regions is kept
+# About 1.5 hours on 2 cores and 7 GB of memory (every candidate view of the 27,711 regions is kept
 # as 84-px pixels). Checkpoints and the log go to $WORK; run it again to resume a stopped run, and
 # STOP_AFTER=N ends this run at step N.
 # Usage: [STOP_AFTER=N] tools/train-demo-model.sh [WORK]
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 WORK=${1:-/tmp/dynrefer-demo-model}
 SCENES=8000
 SEED=1
-STEPS=30000
+STEPS=10000
 say() { echo "==> $*" >&2; }
 
 cargo build --release --locked --bin dynrefer
