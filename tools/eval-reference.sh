@@ -6,6 +6,10 @@
 # Usage: bash tools/eval-reference.sh
 set -euo pipefail
 VENV="${EVAL_VENV:-/tmp/dynrefer-evalvenv}"
+# Tests run in parallel and each calls this: the first installs while the others wait, instead of
+# two venvs being made in one folder at once.
+exec 9>"$VENV.lock"
+flock 9
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 if ! command -v java >/dev/null 2>&1; then
