@@ -303,7 +303,8 @@ fn the_built_in_model_describes_held_out_scenes() {
     );
     assert_eq!(report["regions"], 708);
     // The goals. The committed model scores caption 0.939, class 0.965, color 0.996, pattern 0.982
-    // and tag F1 0.978 here, so another CPU's rounding would have to flip more than ten regions to fail it.
+    // and tag F1 0.978 here, so another CPU's rounding would have to flip more than ten regions to
+    // fail it.
     assert!(score("caption_exact") >= 0.90 && score("class_top1") >= 0.95, "{report}");
     assert!(score("color") >= 0.98 && score("pattern") >= 0.90 && score("tag_f1") >= 0.92, "{report}");
 
